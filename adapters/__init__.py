@@ -1,0 +1,1 @@
+"""The edges: HTTP, SQL stores, the command line."""

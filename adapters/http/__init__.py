@@ -1,0 +1,1 @@
+"""The REST surface: Starlette routes over the command side and the views."""

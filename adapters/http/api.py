@@ -1,0 +1,229 @@
+"""Endpoints of the REST surface and the table of operations they come from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.http import presenters as p
+from adapters.http import schemas as s
+from adapters.http.errors import ApiError, request_id, validation_details
+from adapters.keys import Principal
+from adapters.services import Services
+from domain import commands as c
+from domain.application import Written
+from domain.task import Actor, Task
+from projections.queries import ListTasksQuery
+
+_encoder = msgspec.json.Encoder()
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One endpoint: its route, its input and output shapes, for routing and OpenAPI."""
+
+    method: str
+    path: str
+    name: str
+    summary: str
+    endpoint: Callable[[Request], Any]
+    response: Any
+    status: int = 200
+    body: type | None = None
+    query: type | None = None
+    tag: str = "tasks"
+
+
+# --- request plumbing --------------------------------------------------------
+
+
+def services(request: Request) -> Services:
+    return request.state.services  # type: ignore[no-any-return]
+
+
+def principal(request: Request) -> Principal:
+    return request.user.principal  # type: ignore[no-any-return]
+
+
+def actor(request: Request) -> Actor:
+    who = principal(request)
+    return Actor(principal=who.key_id, request_id=request_id(request), tenant=who.tenant)
+
+
+async def read_body(request: Request, command_type: type[Any]) -> Any:
+    """The body decoded into its command: 413 when too large, 415 when not JSON."""
+    limit = services(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"request body is over {limit} bytes", {"limit": limit})
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"request body is over {limit} bytes", {"limit": limit})
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        body = b"{}"
+    else:
+        media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json",
+                           {"contentType": media})
+    return msgspec.json.decode(body, type=command_type)
+
+
+def expected_version(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    match = _IF_MATCH.match(header)
+    if match is None:
+        raise ApiError(400, "invalid_header", 'If-Match must be a task version such as "3"',
+                       {"field": "If-Match", "in": "header"})
+    return int(match.group(1))
+
+
+def envelope(request: Request, data: Any, status: int = 200, position: int | None = None,
+             headers: dict[str, str] | None = None) -> Response:
+    body = s.Envelope(
+        success=True,
+        data=data,
+        metadata=s.Metadata(request_id=request_id(request), timestamp=datetime.now(timezone.utc),
+                            position=position),
+    )
+    return Response(_encoder.encode(body), status, headers=headers, media_type="application/json")
+
+
+def etag(task: Task) -> dict[str, str]:
+    return {"ETag": f'"{task.version}"'}
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url)
+
+
+# --- endpoints -------------------------------------------------------------------
+
+
+async def create_task(request: Request) -> Response:
+    command = await read_body(request, c.CreateTask)
+    svc = services(request)
+    written: Written = await run_in_threadpool(svc.app.create_task, command, actor(request))
+    await run_in_threadpool(svc.written, written.position)
+    data = p.created(written.task, base_url(request))
+    headers = {**etag(written.task), "Location": data.tracking_url}
+    return envelope(request, data, 201, written.position, headers)
+
+
+async def get_task(request: Request) -> Response:
+    task_id = request.path_params["task_id"]
+    task = await run_in_threadpool(services(request).app.get_task, task_id, principal(request).tenant)
+    if request.headers.get("if-none-match") == f'"{task.version}"':
+        return Response(status_code=304, headers=etag(task))
+    return envelope(request, p.task_view(task, base_url(request)), headers=etag(task))
+
+
+async def list_tasks(request: Request) -> Response:
+    try:
+        query = msgspec.convert(dict(request.query_params), ListTasksQuery, strict=False)
+    except msgspec.ValidationError as error:
+        message, details = validation_details(error, "query")
+        raise ApiError(422, "validation_error", message, details) from None
+    view = services(request).list_view
+    rows, total, position = await run_in_threadpool(view.list_tasks, principal(request).tenant, query)
+    base = base_url(request)
+    page = s.TaskPage(
+        tasks=[p.summary(row, base) for row in rows],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+        has_more=query.offset + len(rows) < total,
+    )
+    return envelope(request, page, headers={"X-Projection-Position": str(position)})
+
+
+async def get_deliverables(request: Request) -> Response:
+    task_id = request.path_params["task_id"]
+    task = await run_in_threadpool(services(request).app.get_task, task_id, principal(request).tenant)
+    if task.status.value != "completed":
+        raise ApiError(409, "invalid_transition",
+                       f"deliverables are available once the task is completed; it is {task.status.value}",
+                       {"status": task.status.value, "allowedStatuses": ["completed"]})
+    return envelope(request, p.deliverables(task), headers=etag(task))
+
+
+def command_endpoint(command_type: type[Any], method: Callable[[Task, Any, Actor], None]) -> Callable[[Request], Any]:
+    """An endpoint that decodes one command and applies it to one task."""
+
+    async def endpoint(request: Request) -> Response:
+        command = await read_body(request, command_type)
+        by = actor(request)
+        svc = services(request)
+        written: Written = await run_in_threadpool(
+            svc.app.execute,
+            request.path_params["task_id"],
+            by,
+            lambda task: method(task, command, by),
+            expected_version(request),
+        )
+        await run_in_threadpool(svc.written, written.position)
+        return envelope(request, p.task_view(written.task, base_url(request)), 200, written.position,
+                        etag(written.task))
+
+    return endpoint
+
+
+async def healthz(request: Request) -> Response:
+    return envelope(request, s.Health(status="ok"))
+
+
+COMMANDS: tuple[tuple[str, str, type[Any], Callable[[Task, Any, Actor], None], str], ...] = (
+    ("POST", "cancel", c.CancelTask, Task.cancel, "Cancel a task that has not ended"),
+    ("POST", "retry", c.RetryTask, Task.retry, "Retry a failed task"),
+    ("POST", "feedback", c.GiveFeedback, Task.give_feedback, "Give feedback on a completed task"),
+    ("POST", "escalate", c.EscalateTask, Task.escalate, "Raise the priority, maybe hand the task on"),
+    ("POST", "assign", c.AssignTask, Task.assign, "Assign the task to an agent"),
+    ("POST", "start", c.StartTask, Task.start, "The agent starts work"),
+    ("POST", "progress", c.ReportProgress, Task.report_progress, "Report progress (0-100)"),
+    ("POST", "block", c.BlockTask, Task.block, "Mark the task blocked on something external"),
+    ("POST", "unblock", c.UnblockTask, Task.unblock, "Resume a blocked task"),
+    ("POST", "review", c.SubmitForReview, Task.submit_for_review, "Submit the work for review"),
+    ("POST", "request-changes", c.RequestChanges, Task.request_changes, "Send the work back from review"),
+    ("POST", "complete", c.CompleteTask, Task.complete, "Complete the task with its result and deliverables"),
+    ("POST", "fail", c.FailTask, Task.fail, "Record that the task failed"),
+)
+
+
+def operations() -> list[Operation]:
+    base = "/agents/tasks"
+    ops = [
+        Operation("GET", "/healthz", "healthz", "Liveness", healthz, s.Envelope[s.Health], tag="service"),
+        Operation("POST", base, "create_task", "Create a task", create_task, s.Envelope[s.CreatedTask], 201,
+                  body=c.CreateTask),
+        Operation("GET", base, "list_tasks", "List tasks with filters", list_tasks, s.Envelope[s.TaskPage],
+                  query=ListTasksQuery),
+        Operation("GET", base + "/{task_id}", "get_task", "Get a task's status", get_task, s.Envelope[s.TaskView]),
+        Operation("PATCH", base + "/{task_id}", "update_task", "Update priority, deadline, context or notes",
+                  command_endpoint(c.UpdateTask, Task.update), s.Envelope[s.TaskView], body=c.UpdateTask),
+        Operation("GET", base + "/{task_id}/deliverables", "get_deliverables", "Deliverables of a completed task",
+                  get_deliverables, s.Envelope[s.Deliverables]),
+    ]
+    for verb, action, command_type, method, summary in COMMANDS:
+        ops.append(Operation(verb, f"{base}/{{task_id}}/{action}", action.replace("-", "_") + "_task", summary,
+                             command_endpoint(command_type, method), s.Envelope[s.TaskView], body=command_type))
+    return ops
+
+
+def routes(ops: list[Operation]) -> list[Route]:
+    return [Route(op.path, op.endpoint, methods=[op.method], name=op.name) for op in ops]

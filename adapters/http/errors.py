@@ -1,0 +1,114 @@
+"""Every error the API answers, mapped to a status and a stable code in one place."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.http import schemas as s
+from domain import errors as d
+
+log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, code and details, raised by the HTTP layer."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def error_response(request: Request, status: int, code: str, message: str,
+                   details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
+    body = s.ErrorEnvelope(
+        success=False,
+        error=s.ErrorDetail(code=code, message=message, details=details or {}),
+        metadata=s.Metadata(request_id=request_id(request), timestamp=datetime.now(timezone.utc)),
+    )
+    return Response(_encoder.encode(body), status, headers=headers, media_type="application/json")
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or ""
+
+
+def validation_details(error: msgspec.ValidationError, where: str = "body") -> tuple[str, dict[str, Any]]:
+    """msgspec's message and the JSON path of the offending field ('$.priority')."""
+    text = str(error)
+    match = _PATH.search(text)
+    field = match.group(1) if match else "$"
+    reason = _PATH.sub("", text)
+    return f"{where} is invalid at {field}: {reason}", {"field": field, "in": where, "reason": reason}
+
+
+def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, msgspec.ValidationError)
+    message, details = validation_details(exc)
+    return error_response(request, 422, "validation_error", message, details)
+
+
+def _decode(request: Request, exc: Exception) -> Response:
+    return error_response(request, 400, "invalid_json", f"request body is not valid JSON: {exc}")
+
+
+def _domain(request: Request, exc: Exception) -> Response:
+    match exc:
+        case d.TaskNotFoundError():
+            return error_response(request, 404, "not_found", str(exc), {"taskId": exc.task_id})
+        case d.InvalidTransitionError():
+            return error_response(request, 409, "invalid_transition", str(exc),
+                                  {"status": exc.status, "allowedStatuses": exc.allowed, "command": exc.command})
+        case d.VersionConflictError():
+            return error_response(request, 412, "version_conflict", str(exc),
+                                  {"expectedVersion": exc.expected, "currentVersion": exc.current},
+                                  {"ETag": f'"{exc.current}"'})
+        case d.RuleViolationError():
+            field = exc.field if exc.field.startswith("$") else f"$.{exc.field}"
+            return error_response(request, 422, "validation_error", str(exc), {"field": field})
+        case d.ConcurrencyError():
+            return error_response(request, 409, "conflict", str(exc))
+    return _unexpected(request, exc)
+
+
+def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code, str(exc.detail))
+    return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), message,
+                          headers=exc.headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error in request %s", request_id(request), exc_info=exc)
+    return error_response(request, 500, "internal_error",
+                          "the service failed to handle this request; quote the requestId when reporting it")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: _api_error,
+    msgspec.ValidationError: _validation,
+    msgspec.DecodeError: _decode,
+    d.DomainError: _domain,
+    HTTPException: _http,
+    Exception: _unexpected,
+}

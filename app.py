@@ -1,0 +1,93 @@
+"""The composition root: read configuration, build the parts, wire the Starlette app."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from eventsourcing.sqlite import SQLiteDatastore
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from adapters.config import Settings
+from adapters.http import api, openapi
+from adapters.http.errors import EXCEPTION_HANDLERS
+from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
+from adapters.keys import KeyStore, new_secret
+from adapters.services import Services
+from adapters.sqlite_views import TaskListView
+from domain.application import TaskApplication
+from projections.runner import ProjectionRunner
+
+
+def service_version() -> str:
+    try:
+        return version("tasks-api")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the store, the views and the keys, and start following the log."""
+    app = TaskApplication(env=settings.eventsourcing_env())
+    datastore = SQLiteDatastore(str(settings.sqlite_path))
+    list_view = TaskListView(datastore)
+    list_view.create_table()
+    keys = KeyStore(datastore)
+    keys.create_table()
+    generated = None
+    if settings.bootstrap_key:
+        keys.add(settings.bootstrap_key, label="bootstrap")
+    elif keys.count_active() == 0:
+        generated = new_secret()
+        keys.add(generated, label="first start")
+    runner = ProjectionRunner(app, list_view, poll_interval=settings.poll_interval)
+    runner.catch_up()
+    runner.start()
+    return Services(settings, app, list_view, runner, keys, generated_key=generated)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app; the database is opened when it starts, not at import."""
+    settings = settings or Settings.from_env()
+    ops = api.operations()
+    spec = openapi.document(ops, service_version())
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(spec)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        services = build_services(settings)
+        if services.generated_key:
+            print(
+                "No API key was configured, so one admin key was created. It is shown only now:\n"
+                f"    {services.generated_key}\n"
+                "Send it as 'Authorization: Bearer <key>'.",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            yield {"services": services}
+        finally:
+            services.close()
+
+    routes = api.routes(ops)
+    from starlette.routing import Route
+
+    routes.append(Route("/openapi.json", openapi_json, methods=["GET"], name="openapi"))
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(AuthenticationMiddleware, backend=BearerKeyBackend(), on_error=on_auth_error),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
