@@ -32,7 +32,7 @@ class TaskApplication(Application[UUID]):
     """Tasks' event store and the commands that change them."""
 
     name = "tasks"
-    env: ClassVar[dict[str, str]] = {"COMPRESSOR_TOPIC": "", "CIPHER_TOPIC": ""}
+    env: ClassVar[dict[str, str]] = {"MAPPER_TOPIC": "adapters.codec:EventMapper"}
 
     def create_task(self, command: c.CreateTask, by: Actor) -> Written:
         task = Task.create(command, by)
