@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from eventsourcing.sqlite import SQLiteDatastore
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from adapters.config import Settings
 from adapters.http import api, openapi
@@ -21,7 +21,8 @@ from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
-from adapters.sqlite_views import TaskListView
+from adapters.list_view import TaskListView
+from adapters.sql import open_store
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner
 
@@ -36,10 +37,10 @@ def service_version() -> str:
 def build_services(settings: Settings) -> Services:
     """Open the store, the views and the keys, and start following the log."""
     app = TaskApplication(env=settings.eventsourcing_env())
-    datastore = SQLiteDatastore(str(settings.sqlite_path))
-    list_view = TaskListView(datastore)
+    store = open_store(settings, settings.pool_size)
+    list_view = TaskListView(store)
     list_view.create_table()
-    keys = KeyStore(datastore)
+    keys = KeyStore(store)
     keys.create_table()
     generated = None
     if settings.bootstrap_key:
@@ -50,7 +51,7 @@ def build_services(settings: Settings) -> Services:
     runner = ProjectionRunner(app, list_view, poll_interval=settings.poll_interval)
     runner.catch_up()
     runner.start()
-    return Services(settings, app, list_view, runner, keys, generated_key=generated)
+    return Services(settings, app, list_view, runner, keys, store, generated_key=generated)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -79,8 +80,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             services.close()
 
     routes = api.routes(ops)
-    from starlette.routing import Route
-
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"], name="openapi"))
     return Starlette(
         routes=routes,

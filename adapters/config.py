@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_DATABASE = "sqlite:///var/tasks.db"
 
@@ -16,26 +17,77 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class PostgresTarget:
+    """The parts of a postgresql:// URL."""
+
+    dbname: str
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresTarget:
+        parts = urlsplit(url)
+        dbname = unquote(parts.path.lstrip("/"))
+        if not dbname:
+            raise ConfigError("TASKS_DATABASE names no database: use postgresql://user:pass@host:5432/dbname")
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise ConfigError(f"TASKS_DATABASE has an invalid port: {url!r}") from None
+        return cls(
+            dbname=dbname,
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     database: str = DEFAULT_DATABASE
     bootstrap_key: str | None = None
     max_body_bytes: int = 1_048_576
     read_your_writes_timeout: float = 2.0
     poll_interval: float = 0.05
+    pool_size: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        try:
-            return cls(
-                database=env.get("TASKS_DATABASE") or DEFAULT_DATABASE,
-                bootstrap_key=env.get("TASKS_BOOTSTRAP_KEY") or None,
-                max_body_bytes=int(env.get("TASKS_MAX_BODY_BYTES", cls.max_body_bytes)),
-                read_your_writes_timeout=float(env.get("TASKS_READ_YOUR_WRITES_TIMEOUT", cls.read_your_writes_timeout)),
-                poll_interval=float(env.get("TASKS_POLL_INTERVAL", cls.poll_interval)),
-            )
-        except ValueError as error:
-            raise ConfigError(f"invalid setting: {error}") from None
+
+        def number(name: str, kind: type[int] | type[float], default: float) -> Any:
+            text = env.get(name)
+            if text is None or text == "":
+                return default
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ConfigError(f"{name} must be a {kind.__name__}, not {text!r}") from None
+            if value <= 0:
+                raise ConfigError(f"{name} must be greater than 0, not {text!r}")
+            return value
+
+        return cls(
+            database=env.get("TASKS_DATABASE") or DEFAULT_DATABASE,
+            bootstrap_key=env.get("TASKS_BOOTSTRAP_KEY") or None,
+            max_body_bytes=number("TASKS_MAX_BODY_BYTES", int, cls.max_body_bytes),
+            read_your_writes_timeout=number("TASKS_READ_YOUR_WRITES_TIMEOUT", float, cls.read_your_writes_timeout),
+            poll_interval=number("TASKS_POLL_INTERVAL", float, cls.poll_interval),
+            pool_size=number("TASKS_POOL_SIZE", int, cls.pool_size),
+        )
+
+    @property
+    def is_postgres(self) -> bool:
+        return urlsplit(self.database).scheme in ("postgresql", "postgres")
+
+    @property
+    def postgres(self) -> PostgresTarget:
+        if not self.is_postgres:
+            raise ConfigError(f"not a postgresql:// URL: {self.database!r}")
+        return PostgresTarget.from_url(self.database)
 
     @property
     def sqlite_path(self) -> Path:
@@ -43,7 +95,8 @@ class Settings:
         parts = urlsplit(self.database)
         if parts.scheme != "sqlite":
             raise ConfigError(
-                f"TASKS_DATABASE must be sqlite:///path (PostgreSQL comes later), not {self.database!r}"
+                f"TASKS_DATABASE must be sqlite:///path or postgresql://user:pass@host:port/db, "
+                f"not {self.database!r}"
             )
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if not path:
@@ -52,6 +105,21 @@ class Settings:
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing library's settings for this database."""
+        if self.is_postgres:
+            pg = self.postgres
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": pg.dbname,
+                "POSTGRES_HOST": pg.host,
+                "POSTGRES_PORT": str(pg.port),
+                "POSTGRES_USER": pg.user,
+                "POSTGRES_PASSWORD": pg.password,
+                "POSTGRES_POOL_SIZE": str(self.pool_size),
+                "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
+                "POSTGRES_CONNECT_TIMEOUT": "5",
+                "POSTGRES_PRE_PING": "y",
+                "POSTGRES_LOCK_TIMEOUT": "10",
+            }
         path = self.sqlite_path
         path.parent.mkdir(parents=True, exist_ok=True)
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}

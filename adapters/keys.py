@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from eventsourcing.sqlite import SQLiteDatastore
+from adapters.sql import SqlStore
 
 ROLES = ("admin", "client", "agent", "auditor", "analyst")
 
@@ -28,7 +28,7 @@ INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING"
 )
 SELECT_BY_HASH = "SELECT key_id, key_hash, tenant, role, agent_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
-COUNT_ACTIVE = "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL"
+COUNT_ACTIVE = "SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL"
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,14 @@ def new_secret() -> str:
 class KeyStore:
     """Keys in the service's own database."""
 
-    def __init__(self, datastore: SQLiteDatastore) -> None:
-        self.datastore = datastore
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self._sql = store.dialect.sql
 
     def create_table(self) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
+        with self.store.transaction(commit=True) as cursor:
+            if self.store.dialect.is_postgres:  # concurrent starters wait for the first
+                cursor.execute("SELECT pg_advisory_xact_lock(72631)")
             cursor.execute(CREATE_TABLE)
 
     def add(self, secret: str, tenant: str = "default", role: str = "admin",
@@ -65,20 +68,20 @@ class KeyStore:
         """Store a key (idempotent for the same secret); returns its id."""
         key_id = "key_" + hash_key(secret)[:16]
         now = datetime.now(timezone.utc).isoformat()
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(INSERT, (key_id, hash_key(secret), tenant, role, agent_id, label, now))
+        with self.store.transaction(commit=True) as cursor:
+            cursor.execute(self._sql(INSERT), (key_id, hash_key(secret), tenant, role, agent_id, label, now))
         return key_id
 
     def authenticate(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(SELECT_BY_HASH, (digest,))
+        with self.store.transaction(commit=False) as cursor:
+            cursor.execute(self._sql(SELECT_BY_HASH), (digest,))
             row = cursor.fetchone()
         if row is None or not hmac.compare_digest(row["key_hash"], digest):
             return None
         return Principal(row["key_id"], row["tenant"], row["role"], row["agent_id"])
 
     def count_active(self) -> int:
-        with self.datastore.transaction(commit=False) as cursor:
+        with self.store.transaction(commit=False) as cursor:
             cursor.execute(COUNT_ACTIVE)
-            return int(cursor.fetchone()[0])
+            return int(cursor.fetchone()["n"])

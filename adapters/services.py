@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from adapters.config import Settings
 from adapters.keys import KeyStore
-from adapters.sqlite_views import TaskListView
+from adapters.list_view import TaskListView
+from adapters.sql import SqlStore
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner
 
@@ -18,6 +19,7 @@ class Services:
     list_view: TaskListView
     runner: ProjectionRunner
     keys: KeyStore
+    store: SqlStore
     generated_key: str | None = None
     closers: list[object] = field(default_factory=list)
 
@@ -30,4 +32,4 @@ class Services:
     def close(self) -> None:
         self.runner.stop()
         self.app.close()
-        self.list_view.datastore.close()
+        self.store.close()

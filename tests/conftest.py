@@ -1,7 +1,13 @@
-"""Fixtures shared by every ring of tests: a real app on a real SQLite file."""
+"""Fixtures shared by every ring of tests: the real app on real SQLite and PostgreSQL.
+
+Every test that takes ``settings`` (or ``client``) runs once per backend. The
+PostgreSQL cluster is started once per run and stopped at the end; where it
+cannot start, its tests are skipped — except under CI=true, where that fails.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +17,42 @@ from starlette.testclient import TestClient
 
 from adapters.config import Settings
 from app import create_app
+from tests.pg_cluster import PgCluster
 
 KEY = "test-admin-key"
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    try:
+        cluster.start()
+    except Exception as error:  # noqa: BLE001 - reported as a skip or, in CI, a failure
+        cluster.stop()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL test cluster did not start: {error}")
+        pytest.skip(f"PostgreSQL test cluster did not start: {error}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database=f"sqlite:///{tmp_path}/tasks.db", bootstrap_key=KEY)
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/tasks.db"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database=database_url, bootstrap_key=KEY)
 
 
 @pytest.fixture

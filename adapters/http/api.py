@@ -94,6 +94,14 @@ def expected_version(request: Request) -> int | None:
     return int(match.group(1))
 
 
+def _matches(header: str | None, version: int) -> bool:
+    """Whether an If-None-Match list ("*", "3", W/"3", …) names this version."""
+    if header is None:
+        return False
+    tags = [tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")]
+    return "*" in tags or str(version) in tags
+
+
 def envelope(request: Request, data: Any, status: int = 200, position: int | None = None,
              headers: dict[str, str] | None = None) -> Response:
     body = s.Envelope(
@@ -129,7 +137,7 @@ async def create_task(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     task = await run_in_threadpool(services(request).app.get_task, task_id, principal(request).tenant)
-    if request.headers.get("if-none-match") == f'"{task.version}"':
+    if _matches(request.headers.get("if-none-match"), task.version):
         return Response(status_code=304, headers=etag(task))
     return envelope(request, p.task_view(task, base_url(request)), headers=etag(task))
 
@@ -226,4 +234,16 @@ def operations() -> list[Operation]:
 
 
 def routes(ops: list[Operation]) -> list[Route]:
-    return [Route(op.path, op.endpoint, methods=[op.method], name=op.name) for op in ops]
+    """One route per path, so that a 405 names every method the path allows."""
+    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    for op in ops:
+        by_path.setdefault(op.path, {})[op.method] = op.endpoint
+    return [Route(path, _by_method(endpoints), methods=list(endpoints)) for path, endpoints in by_path.items()]
+
+
+def _by_method(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)  # type: ignore[no-any-return]
+
+    return endpoint

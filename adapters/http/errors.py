@@ -18,6 +18,7 @@ from domain import errors as d
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
+_NAMED = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]+)`")
 
 
 class ApiError(Exception):
@@ -53,6 +54,8 @@ def validation_details(error: msgspec.ValidationError, where: str = "body") -> t
     match = _PATH.search(text)
     field = match.group(1) if match else "$"
     reason = _PATH.sub("", text)
+    if named := _NAMED.match(reason):  # point at the field itself, not at its parent object
+        field = f"{field}.{named.group(1)}"
     return f"{where} is invalid at {field}: {reason}", {"field": field, "in": where, "reason": reason}
 
 

@@ -71,7 +71,7 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({}, "$"),
+        ({}, "$.task"),
         ({"task": ""}, "$.task"),
         ({"task": 42}, "$.task"),
         ({"task": "x", "priority": "asap"}, "$.priority"),
@@ -80,7 +80,7 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
         ({"task": "x", "agentId": "has spaces"}, "$.agentId"),
         ({"task": "x", "context": ["not", "an", "object"]}, "$.context"),
         ({"task": "x", "deliverables": "pdf"}, "$.deliverables"),
-        ({"task": "x", "prority": "high"}, "$"),
+        ({"task": "x", "prority": "high"}, "$.prority"),
     ],
 )
 def test_invalid_create_is_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
@@ -97,12 +97,12 @@ def test_invalid_create_is_422_naming_the_field(client: TestClient, body: dict, 
     [
         ("feedback", {"rating": 0}, "$.rating"),
         ("feedback", {"rating": 6}, "$.rating"),
-        ("feedback", {}, "$"),
+        ("feedback", {}, "$.rating"),
         ("progress", {"progress": 101}, "$.progress"),
         ("progress", {"progress": -1}, "$.progress"),
-        ("fail", {"error": {"code": "x"}}, "$.error"),
-        ("assign", {}, "$"),
-        ("block", {}, "$"),
+        ("fail", {"error": {"code": "x"}}, "$.error.message"),
+        ("assign", {}, "$.agentId"),
+        ("block", {}, "$.reason"),
         ("complete", {"quality": {"score": 1.5}}, "$.quality.score"),
         ("escalate", {"reason": "late", "priority": "low"}, "$.priority"),
     ],
@@ -126,7 +126,7 @@ def test_empty_patch_is_422(client: TestClient) -> None:
     ("query", "field"),
     [("limit=0", "$.limit"), ("limit=abc", "$.limit"), ("limit=100000", "$.limit"), ("offset=-1", "$.offset"),
      ("status=done", "$.status"), ("priority=asap", "$.priority"), ("startDate=yesterday", "$.startDate"),
-     ("startDate=2024-13-45", "$.startDate"), ("colour=red", "$")],
+     ("startDate=2024-13-45", "$.startDate"), ("colour=red", "$.colour")],
 )
 def test_invalid_list_query_is_422(client: TestClient, query: str, field: str) -> None:
     response = client.get(f"/agents/tasks?{query}")
@@ -189,3 +189,20 @@ def test_malformed_if_match_is_400(client: TestClient) -> None:
     response = client.patch(f"/agents/tasks/{task_id}", json={"notes": "x"}, headers={"If-Match": "yesterday"})
     assert response.status_code == 400
     assert error_of(response)["details"]["field"] == "If-Match"
+
+
+def test_405_names_every_method_the_path_allows(client: TestClient) -> None:
+    task_id = create(client)["taskId"]
+    response = client.put(f"/agents/tasks/{task_id}", json={})
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "PATCH"}
+    assert set(client.delete("/agents/tasks").headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_config_errors_name_the_variable() -> None:
+    from adapters.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="TASKS_MAX_BODY_BYTES"):
+        Settings.from_env({"TASKS_MAX_BODY_BYTES": "abc"})
+    with pytest.raises(ConfigError, match="TASKS_DATABASE"):
+        Settings.from_env({"TASKS_DATABASE": "mysql://x/y"}).eventsourcing_env()

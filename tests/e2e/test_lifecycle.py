@@ -149,3 +149,10 @@ def test_list_filters_paginate_and_count(client: TestClient) -> None:
     assert listing(f"startDate={today}&endDate={today}")["total"] == 7
     assert listing("endDate=2000-01-01")["total"] == 0
     assert listing("startDate=2999-01-01T00:00:00Z")["total"] == 0
+
+
+def test_if_none_match_accepts_weak_tags_lists_and_star(client: TestClient) -> None:
+    task_id = create(client)["taskId"]
+    for header in ('W/"1"', '"7", "1"', "*"):
+        assert client.get(f"/agents/tasks/{task_id}", headers={"If-None-Match": header}).status_code == 304, header
+    assert client.get(f"/agents/tasks/{task_id}", headers={"If-None-Match": '"2"'}).status_code == 200

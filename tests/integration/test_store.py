@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from eventsourcing.sqlite import SQLiteDatastore
 from starlette.testclient import TestClient
 
 from adapters.config import Settings
-from adapters.sqlite_views import TaskListView
+from adapters.list_view import TaskListView
+from adapters.sql import open_store
 from app import build_services, create_app
 from domain import commands as c
 from domain.ids import public_id
@@ -104,7 +104,7 @@ def test_list_view_rebuilt_from_zero_equals_the_live_view(client: TestClient, se
     services = client.app_state["services"]  # type: ignore[attr-defined]
     live = services.list_view
 
-    rebuilt_view = TaskListView(SQLiteDatastore(str(settings.sqlite_path)), name="task_list_rebuilt")
+    rebuilt_view = TaskListView(open_store(settings), name="task_list_rebuilt")
     rebuilt_view.create_table()
     runner = ProjectionRunner(services.app, rebuilt_view, batch_size=7)  # odd batches cross task boundaries
     applied = runner.catch_up()

@@ -717,10 +717,11 @@ def test_in_memory_events_form_a_hash_chain_ending_at_last_hash():
 
 
 @pytest.fixture
-def app(tmp_path):
-    return TaskApplication(
-        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "t.db")}
-    )
+def app(settings):
+    """The command side on each backend (SQLite file, PostgreSQL database)."""
+    application = TaskApplication(env=settings.eventsourcing_env())
+    yield application
+    application.close()
 
 
 def full_lifecycle(app: TaskApplication) -> tuple[str, Task]:
