@@ -48,16 +48,23 @@ def build_services(settings: Settings) -> Services:
     elif keys.count_active() == 0:
         generated = new_secret()
         keys.add(generated, label="first start")
-    runner = ProjectionRunner(app, list_view, poll_interval=settings.poll_interval)
-    runner.catch_up()
-    runner.start()
-    return Services(settings, app, list_view, runner, keys, store, generated_key=generated)
+    views = [list_view]  # every read model this process keeps, each followed by its own runner
+    projections = [ProjectionRunner(app, view, poll_interval=settings.poll_interval) for view in views]
+    for runner in projections:
+        runner.catch_up()
+        runner.start()
+    return Services(settings, app, list_view, keys, store, projections, generated_key=generated)
+
+
+def operations() -> list[api.Operation]:
+    """Every endpoint of the service, from each area's operation table."""
+    return [*api.operations()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app; the database is opened when it starts, not at import."""
     settings = settings or Settings.from_env()
-    ops = api.operations()
+    ops = operations()
     spec = openapi.document(ops, service_version())
 
     async def openapi_json(request: Request) -> JSONResponse:

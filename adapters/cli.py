@@ -7,7 +7,11 @@ import click
 
 @click.group()
 def main() -> None:
-    """Tasks API: serve it, and (in later versions) operate it."""
+    """Tasks API: serve it and operate it.
+
+    Each area keeps its commands in its own module (adapters/cli_*.py) and is
+    registered at the end of this file.
+    """
 
 
 @main.command()

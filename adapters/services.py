@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from adapters.config import Settings
@@ -17,19 +18,27 @@ class Services:
     settings: Settings
     app: TaskApplication
     list_view: TaskListView
-    runner: ProjectionRunner
     keys: KeyStore
     store: SqlStore
+    projections: list[ProjectionRunner] = field(default_factory=list)
     generated_key: str | None = None
-    closers: list[object] = field(default_factory=list)
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        """The list view's runner."""
+        return next(r for r in self.projections if r.view is self.list_view)
 
     def written(self, position: int) -> None:
         """After a commit: wake the projections and wait, bounded, until they have it,
         so that a client that writes and then lists sees its own write."""
-        self.runner.poke()
-        self.runner.wait_for(position, self.settings.read_your_writes_timeout)
+        for runner in self.projections:
+            runner.poke()
+        deadline = time.monotonic() + self.settings.read_your_writes_timeout
+        for runner in self.projections:
+            runner.wait_for(position, max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
-        self.runner.stop()
+        for runner in self.projections:
+            runner.stop()
         self.app.close()
         self.store.close()

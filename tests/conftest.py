@@ -75,3 +75,10 @@ def act(client: TestClient, task_id: str, action: str, body: dict[str, Any] | No
     response = client.post(f"/agents/tasks/{task_id}/{action}", json=body or {})
     assert response.status_code == expect, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+def key_for(client: TestClient, role: str, tenant: str = "default", agent_id: str | None = None) -> dict[str, str]:
+    """Issue a key with a role (and tenant) and return the headers that send it."""
+    secret = f"key-{role}-{tenant}-{agent_id or ''}"
+    client.app_state["services"].keys.add(secret, tenant=tenant, role=role, agent_id=agent_id)  # type: ignore[attr-defined]
+    return {"Authorization": f"Bearer {secret}"}

@@ -28,9 +28,19 @@ _encoder = msgspec.json.Encoder()
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
+# Who may call what (the README's role matrix). Agents act on the agent side
+# of the lifecycle; clients ask for work and judge it; auditors and analysts read.
+ADMIN = frozenset({"admin"})
+READERS = frozenset({"admin", "client", "agent", "auditor", "analyst"})
+TASK_READERS = frozenset({"admin", "client", "agent", "auditor"})
+REQUESTERS = frozenset({"admin", "client"})
+WORKERS = frozenset({"admin", "agent"})
+EVERYONE = frozenset({"public"})
+
+
 @dataclass(frozen=True)
 class Operation:
-    """One endpoint: its route, its input and output shapes, for routing and OpenAPI."""
+    """One endpoint: its route, its input and output shapes, and who may call it."""
 
     method: str
     path: str
@@ -42,6 +52,7 @@ class Operation:
     body: type | None = None
     query: type | None = None
     tag: str = "tasks"
+    roles: frozenset[str] = ADMIN
 
 
 # --- request plumbing --------------------------------------------------------
@@ -196,54 +207,63 @@ async def healthz(request: Request) -> Response:
     return envelope(request, s.Health(status="ok"))
 
 
-COMMANDS: tuple[tuple[str, str, type[Any], Callable[[Task, Any, Actor], None], str], ...] = (
-    ("POST", "cancel", c.CancelTask, Task.cancel, "Cancel a task that has not ended"),
-    ("POST", "retry", c.RetryTask, Task.retry, "Retry a failed task"),
-    ("POST", "feedback", c.GiveFeedback, Task.give_feedback, "Give feedback on a completed task"),
-    ("POST", "escalate", c.EscalateTask, Task.escalate, "Raise the priority, maybe hand the task on"),
-    ("POST", "assign", c.AssignTask, Task.assign, "Assign the task to an agent"),
-    ("POST", "start", c.StartTask, Task.start, "The agent starts work"),
-    ("POST", "progress", c.ReportProgress, Task.report_progress, "Report progress (0-100)"),
-    ("POST", "block", c.BlockTask, Task.block, "Mark the task blocked on something external"),
-    ("POST", "unblock", c.UnblockTask, Task.unblock, "Resume a blocked task"),
-    ("POST", "review", c.SubmitForReview, Task.submit_for_review, "Submit the work for review"),
-    ("POST", "request-changes", c.RequestChanges, Task.request_changes, "Send the work back from review"),
-    ("POST", "complete", c.CompleteTask, Task.complete, "Complete the task with its result and deliverables"),
-    ("POST", "fail", c.FailTask, Task.fail, "Record that the task failed"),
+COMMANDS: tuple[tuple[str, type[Any], Callable[[Task, Any, Actor], None], frozenset[str], str], ...] = (
+    ("cancel", c.CancelTask, Task.cancel, REQUESTERS, "Cancel a task that has not ended"),
+    ("retry", c.RetryTask, Task.retry, REQUESTERS, "Retry a failed task"),
+    ("feedback", c.GiveFeedback, Task.give_feedback, REQUESTERS, "Give feedback on a completed task"),
+    ("escalate", c.EscalateTask, Task.escalate, REQUESTERS, "Raise the priority, maybe hand the task on"),
+    ("assign", c.AssignTask, Task.assign, REQUESTERS, "Assign the task to an agent"),
+    ("request-changes", c.RequestChanges, Task.request_changes, REQUESTERS, "Send the work back from review"),
+    ("start", c.StartTask, Task.start, WORKERS, "The agent starts work"),
+    ("progress", c.ReportProgress, Task.report_progress, WORKERS, "Report progress (0-100)"),
+    ("block", c.BlockTask, Task.block, WORKERS, "Mark the task blocked on something external"),
+    ("unblock", c.UnblockTask, Task.unblock, WORKERS, "Resume a blocked task"),
+    ("review", c.SubmitForReview, Task.submit_for_review, WORKERS, "Submit the work for review"),
+    ("complete", c.CompleteTask, Task.complete, WORKERS, "Complete the task with its result and deliverables"),
+    ("fail", c.FailTask, Task.fail, WORKERS, "Record that the task failed"),
 )
 
 
 def operations() -> list[Operation]:
     base = "/agents/tasks"
     ops = [
-        Operation("GET", "/healthz", "healthz", "Liveness", healthz, s.Envelope[s.Health], tag="service"),
+        Operation("GET", "/healthz", "healthz", "Liveness", healthz, s.Envelope[s.Health], tag="service",
+                  roles=EVERYONE),
         Operation("POST", base, "create_task", "Create a task", create_task, s.Envelope[s.CreatedTask], 201,
-                  body=c.CreateTask),
+                  body=c.CreateTask, roles=REQUESTERS),
         Operation("GET", base, "list_tasks", "List tasks with filters", list_tasks, s.Envelope[s.TaskPage],
-                  query=ListTasksQuery),
-        Operation("GET", base + "/{task_id}", "get_task", "Get a task's status", get_task, s.Envelope[s.TaskView]),
+                  query=ListTasksQuery, roles=READERS),
+        Operation("GET", base + "/{task_id}", "get_task", "Get a task's status", get_task, s.Envelope[s.TaskView],
+                  roles=TASK_READERS),
         Operation("PATCH", base + "/{task_id}", "update_task", "Update priority, deadline, context or notes",
-                  command_endpoint(c.UpdateTask, Task.update), s.Envelope[s.TaskView], body=c.UpdateTask),
+                  command_endpoint(c.UpdateTask, Task.update), s.Envelope[s.TaskView], body=c.UpdateTask,
+                  roles=REQUESTERS),
         Operation("GET", base + "/{task_id}/deliverables", "get_deliverables", "Deliverables of a completed task",
-                  get_deliverables, s.Envelope[s.Deliverables]),
+                  get_deliverables, s.Envelope[s.Deliverables], roles=TASK_READERS),
     ]
-    for verb, action, command_type, method, summary in COMMANDS:
-        ops.append(Operation(verb, f"{base}/{{task_id}}/{action}", action.replace("-", "_") + "_task", summary,
-                             command_endpoint(command_type, method), s.Envelope[s.TaskView], body=command_type))
+    for action, command_type, method, roles, summary in COMMANDS:
+        ops.append(Operation("POST", f"{base}/{{task_id}}/{action}", action.replace("-", "_") + "_task", summary,
+                             command_endpoint(command_type, method), s.Envelope[s.TaskView], body=command_type,
+                             roles=roles))
     return ops
 
 
 def routes(ops: list[Operation]) -> list[Route]:
     """One route per path, so that a 405 names every method the path allows."""
-    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    by_path: dict[str, dict[str, Operation]] = {}
     for op in ops:
-        by_path.setdefault(op.path, {})[op.method] = op.endpoint
-    return [Route(path, _by_method(endpoints), methods=list(endpoints)) for path, endpoints in by_path.items()]
+        by_path.setdefault(op.path, {})[op.method] = op
+    return [Route(path, _by_method(methods), methods=list(methods)) for path, methods in by_path.items()]
 
 
-def _by_method(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+def _by_method(methods: dict[str, Operation]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await endpoints[method](request)  # type: ignore[no-any-return]
+        op = methods["GET" if request.method == "HEAD" else request.method]
+        if "public" not in op.roles:
+            role = principal(request).role
+            if role not in op.roles:
+                raise ApiError(403, "forbidden", f"a key with role {role} may not {op.summary.lower()}",
+                               {"role": role, "allowedRoles": sorted(op.roles)})
+        return await op.endpoint(request)  # type: ignore[no-any-return]
 
     return endpoint

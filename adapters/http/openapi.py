@@ -13,6 +13,7 @@ REF = "#/components/schemas/{name}"
 ERRORS = {
     "400": "Unreadable body or header",
     "401": "No key or an unknown key",
+    "403": "The key's role may not do this",
     "404": "No such task",
     "409": "The task's status does not allow this",
     "412": "If-Match is not the current version",
@@ -41,7 +42,7 @@ def document(ops: list[Operation], version: str) -> dict[str, Any]:
                                  "content": {"application/json": {"schema": by_type[op.response]}}},
             },
         }
-        if op.tag != "service":
+        if "public" not in op.roles:
             item["security"] = [{"bearer": []}]
             error_ref = {"content": {"application/json": {"schema": by_type[s.ErrorEnvelope]}}}
             for code, description in ERRORS.items():

@@ -206,3 +206,18 @@ def test_config_errors_name_the_variable() -> None:
         Settings.from_env({"TASKS_MAX_BODY_BYTES": "abc"})
     with pytest.raises(ConfigError, match="TASKS_DATABASE"):
         Settings.from_env({"TASKS_DATABASE": "mysql://x/y"}).eventsourcing_env()
+
+
+def test_a_role_that_may_not_act_gets_403_and_nothing_changes(client: TestClient) -> None:
+    from tests.conftest import key_for
+
+    analyst = key_for(client, "analyst")
+    task_id = create(client, agentId="amy")["taskId"]
+
+    refused = client.post("/agents/tasks", json={"task": "x"}, headers=analyst)
+    start = client.post(f"/agents/tasks/{task_id}/start", json={}, headers=analyst)
+
+    assert (refused.status_code, start.status_code) == (403, 403)
+    assert error_of(refused)["code"] == "forbidden"
+    assert "analyst" not in error_of(refused)["details"]["allowedRoles"]
+    assert client.get("/agents/tasks", headers=analyst).json()["data"]["total"] == 1
