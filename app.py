@@ -23,6 +23,7 @@ from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
 from adapters.list_view import TaskListView
 from adapters.sql import open_store
+from adapters.writer import CommandWriter
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner
 
@@ -53,7 +54,9 @@ def build_services(settings: Settings) -> Services:
     for runner in projections:
         runner.catch_up()
         runner.start()
-    return Services(settings, app, list_view, keys, store, projections, generated_key=generated)
+    writer = CommandWriter(app)
+    writer.start()
+    return Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer)
 
 
 def operations() -> list[api.Operation]:

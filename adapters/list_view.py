@@ -95,6 +95,9 @@ class TaskListView:
 
     def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking) -> None:
         with self.store.transaction(commit=True) as cursor:
+            # Tracking first: its write takes SQLite's write lock at once (waiting if need be),
+            # where a read first would fail to upgrade if another writer committed meanwhile.
+            self._advance(cursor, tracking)
             rows = self._load(cursor, {public_id(event.originator_id) for _, event in batch})
             for position, event in batch:
                 key = public_id(event.originator_id)
@@ -103,7 +106,6 @@ class TaskListView:
                     rows[key] = row
             if rows:
                 cursor.executemany(self._upsert, [_values(row) for row in rows.values()])
-            self._advance(cursor, tracking)
 
     def _advance(self, cursor: Cursor, tracking: Tracking) -> None:
         cursor.execute(self._sql(ADVANCE_TRACKING), (tracking.application_name, tracking.notification_id))

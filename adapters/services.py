@@ -9,6 +9,7 @@ from adapters.config import Settings
 from adapters.keys import KeyStore
 from adapters.list_view import TaskListView
 from adapters.sql import SqlStore
+from adapters.writer import CommandWriter
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner
 
@@ -22,6 +23,7 @@ class Services:
     store: SqlStore
     projections: list[ProjectionRunner] = field(default_factory=list)
     generated_key: str | None = None
+    writer: CommandWriter | None = None
 
     @property
     def runner(self) -> ProjectionRunner:
@@ -37,7 +39,17 @@ class Services:
         for runner in self.projections:
             runner.wait_for(position, max(0.0, deadline - time.monotonic()))
 
+    async def written_async(self, position: int) -> None:
+        """written() for the event loop."""
+        for runner in self.projections:
+            runner.poke()
+        deadline = time.monotonic() + self.settings.read_your_writes_timeout
+        for runner in self.projections:
+            await runner.wait_async(position, max(0.0, deadline - time.monotonic()))
+
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
         for runner in self.projections:
             runner.stop()
         self.app.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,7 +15,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain import commands as c
-from domain.errors import ConcurrencyError, TaskNotFoundError, VersionConflictError
+from domain.errors import ConcurrencyError, DomainError, TaskNotFoundError, VersionConflictError
 from domain.ids import parse_id, public_id
 from domain.task import Actor, Task, TaskEvent
 
@@ -26,6 +28,52 @@ class Written:
 
     task: Task
     position: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One command for a batch: create a task, or act on one (optionally at a version)."""
+
+    by: Actor
+    create: c.CreateTask | None = None
+    task_id: str | None = None
+    action: Callable[[Task], None] | None = None
+    expected_version: int | None = None
+
+
+Outcome = Written | Exception
+
+
+class AggregateCache:
+    """A bounded LRU of tasks by id, for the one thread that runs batches.
+
+    A cached task may be stale when another process wrote it; saving it then
+    conflicts on (task, version) and the batch falls back to fresh state, and a
+    command refused on cached state is re-checked on fresh state before it is
+    refused — so the cache never changes an answer, only how fast it comes.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._tasks: OrderedDict[UUID, Task] = OrderedDict()
+
+    def get(self, task_id: UUID) -> Task | None:
+        task = self._tasks.get(task_id)
+        if task is not None:
+            self._tasks.move_to_end(task_id)
+        return task
+
+    def put(self, task: Task) -> None:
+        self._tasks[task.id] = task
+        self._tasks.move_to_end(task.id)
+        while len(self._tasks) > self.maxsize:
+            self._tasks.popitem(last=False)
+
+    def evict(self, task_id: UUID) -> None:
+        self._tasks.pop(task_id, None)
+
+    def clear(self) -> None:
+        self._tasks.clear()
 
 
 class TaskApplication(Application[UUID]):
@@ -75,6 +123,93 @@ class TaskApplication(Application[UUID]):
                     raise VersionConflictError(expected_version, current) from None
                 time.sleep(random.uniform(0, 0.002 * attempt))
         raise ConcurrencyError(f"task {task_id} kept changing under this command; try again")
+
+    def run_batch(self, jobs: Sequence[Job], cache: AggregateCache | None = None) -> list[Outcome]:
+        """Run many commands and save all their events in one transaction.
+
+        Each job's outcome is the task as it stood right after that job (a copy
+        is kept when a later job in the batch changes the same task), or the
+        domain error that refused it. If the batch's commit conflicts with
+        another writer, every job is run again on its own, on fresh state, so
+        one loser never fails the others.
+        """
+        cache = cache or AggregateCache(0)
+        touched: dict[UUID, Task] = {}
+        holders: dict[UUID, int] = {}
+        results: list[tuple[Task, list[TaskEvent]] | Exception] = []
+        for index, job in enumerate(jobs):
+            try:
+                task, cached = self._batch_task(job, touched, cache)
+                if (earlier := holders.get(task.id)) is not None:
+                    held = results[earlier]
+                    assert not isinstance(held, Exception)
+                    results[earlier] = (copy.deepcopy(held[0]), held[1])
+                before = 0 if job.create is not None else len(task.pending_events)
+                if job.create is None:
+                    try:
+                        self._apply(task, job)
+                    except DomainError:
+                        if not cached:
+                            raise
+                        # Refused on cached state: ask again of fresh state before refusing.
+                        cache.evict(task.id)
+                        task = touched[task.id] = self.get_task(job.task_id or "", job.by.tenant)
+                        before = len(task.pending_events)
+                        self._apply(task, job)
+                holders[task.id] = index
+                results.append((task, task.pending_events[before:]))
+            except DomainError as error:
+                results.append(error)
+        try:
+            recordings = self.save(*touched.values())
+        except IntegrityError:
+            for task_id in touched:
+                cache.evict(task_id)
+            return [self._run_alone(job) for job in jobs]  # errors too: they may have met stale state
+        except Exception:
+            for task_id in touched:
+                cache.evict(task_id)
+            raise
+        for task in touched.values():
+            cache.put(task)
+        positions = {id(r.domain_event): r.notification.id for r in recordings}
+        return [result if isinstance(result, Exception) else Written(result[0], positions[id(result[1][-1])])
+                for result in results]
+
+    def _batch_task(self, job: Job, touched: dict[UUID, Task], cache: AggregateCache) -> tuple[Task, bool]:
+        """The task a job acts on, and whether it came from the cache (and so may be stale)."""
+        if job.create is not None:
+            task = Task.create(job.create, job.by)
+            touched[task.id] = task
+            return task, False
+        assert job.task_id is not None
+        task_id = parse_id(job.task_id)
+        if (task := touched.get(task_id)) is not None:
+            cached = False
+        elif (task := cache.get(task_id)) is not None:
+            cached = True
+        else:
+            task, cached = self.get_task(job.task_id, job.by.tenant), False
+        if task.tenant != job.by.tenant:
+            raise TaskNotFoundError(job.task_id)
+        touched[task_id] = task
+        return task, cached
+
+    @staticmethod
+    def _apply(task: Task, job: Job) -> None:
+        if job.expected_version is not None and task.version != job.expected_version:
+            raise VersionConflictError(job.expected_version, task.version)
+        assert job.action is not None
+        job.action(task)
+
+    def _run_alone(self, job: Job) -> Outcome:
+        try:
+            if job.create is not None:
+                return self.create_task(job.create, job.by)
+            assert job.task_id is not None and job.action is not None
+            return self.execute(job.task_id, job.by, job.action, job.expected_version)
+        except DomainError as error:
+            return error
 
     def _save(self, task: Task) -> int:
         recordings = self.save(task)

@@ -9,14 +9,14 @@ skips an event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.application import TaskApplication
 from domain.task import TaskEvent
@@ -60,6 +60,7 @@ class ProjectionRunner:
         self.max_backoff = max_backoff
         self._position = view.position()
         self._changed = threading.Condition()
+        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +93,26 @@ class ProjectionRunner:
         with self._changed:
             return self._changed.wait_for(lambda: self._position >= position, timeout)
 
+    async def wait_async(self, position: int, timeout: float) -> bool:
+        """wait_for() for the event loop: no thread is held while waiting."""
+        if self._position >= position:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = (position, loop, future)
+        with self._changed:
+            if self._position >= position:
+                return True
+            self._async_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            with self._changed:
+                if waiter in self._async_waiters:
+                    self._async_waiters.remove(waiter)
+            return self._position >= position
+
     def catch_up(self) -> int:
         """Apply everything up to the log's head now, in this thread; returns events applied."""
         applied = 0
@@ -113,6 +134,10 @@ class ProjectionRunner:
         with self._changed:
             self._position = last
             self._changed.notify_all()
+            ready = [w for w in self._async_waiters if w[0] <= last]
+            self._async_waiters = [w for w in self._async_waiters if w[0] > last]
+        for _, loop, future in ready:
+            loop.call_soon_threadsafe(_release, future)
         return len(batch)
 
     def describe(self) -> ProjectionStatus:
@@ -124,6 +149,9 @@ class ProjectionRunner:
         while not self._stopping.is_set():
             try:
                 applied = self.step()
+            except IntegrityError:  # another process applied this batch first: carry on from there
+                self._position = self.view.position()
+                continue
             except Exception as error:  # supervised: report, back off, retry the same batch
                 log.exception("projection %s failed at position %s", self.view.name, self._position)
                 self.status = "failed"
@@ -136,3 +164,8 @@ class ProjectionRunner:
             if applied < self.batch_size:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
+
+
+def _release(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

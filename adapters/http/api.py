@@ -20,7 +20,7 @@ from adapters.http.errors import ApiError, request_id, validation_details
 from adapters.keys import Principal
 from adapters.services import Services
 from domain import commands as c
-from domain.application import Written
+from domain.application import Job, Written
 from domain.task import Actor, Task
 from projections.queries import ListTasksQuery
 
@@ -132,14 +132,26 @@ def base_url(request: Request) -> str:
     return str(request.base_url)
 
 
+async def run_job(request: Request, job: Job) -> Written:
+    """Run a command through the process's group-commit writer, then wait (bounded)
+    until this process's projections have applied it: read-your-writes."""
+    svc = services(request)
+    if svc.writer is not None:
+        outcome = await svc.writer.submit(job)
+    else:
+        outcome = (await run_in_threadpool(svc.app.run_batch, [job]))[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    await svc.written_async(outcome.position)
+    return outcome
+
+
 # --- endpoints -------------------------------------------------------------------
 
 
 async def create_task(request: Request) -> Response:
     command = await read_body(request, c.CreateTask)
-    svc = services(request)
-    written: Written = await run_in_threadpool(svc.app.create_task, command, actor(request))
-    await run_in_threadpool(svc.written, written.position)
+    written = await run_job(request, Job(by=actor(request), create=command))
     data = p.created(written.task, base_url(request))
     headers = {**etag(written.task), "Location": data.tracking_url}
     return envelope(request, data, 201, written.position, headers)
@@ -188,15 +200,9 @@ def command_endpoint(command_type: type[Any], method: Callable[[Task, Any, Actor
     async def endpoint(request: Request) -> Response:
         command = await read_body(request, command_type)
         by = actor(request)
-        svc = services(request)
-        written: Written = await run_in_threadpool(
-            svc.app.execute,
-            request.path_params["task_id"],
-            by,
-            lambda task: method(task, command, by),
-            expected_version(request),
-        )
-        await run_in_threadpool(svc.written, written.position)
+        job = Job(by=by, task_id=request.path_params["task_id"], action=lambda task: method(task, command, by),
+                  expected_version=expected_version(request))
+        written = await run_job(request, job)
         return envelope(request, p.task_view(written.task, base_url(request)), 200, written.position,
                         etag(written.task))
 

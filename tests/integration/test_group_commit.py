@@ -1,0 +1,117 @@
+"""Group commit: many commands, one transaction — and nothing that costs correctness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.config import Settings
+from adapters.writer import CommandWriter
+from domain import commands as c
+from domain.application import AggregateCache, Job, TaskApplication, Written
+from domain.errors import InvalidTransitionError, TaskNotFoundError, VersionConflictError
+from domain.ids import public_id
+from domain.task import Actor, Task
+
+BY = Actor("key_test", "req_test")
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[TaskApplication]:
+    application = TaskApplication(env=settings.eventsourcing_env())
+    yield application
+    application.close()
+
+
+def job(task_id: str, action, version: int | None = None) -> Job:  # type: ignore[no-untyped-def]
+    return Job(by=BY, task_id=task_id, action=action, expected_version=version)
+
+
+def start(task: Task) -> None:
+    task.start(c.StartTask(), BY)
+
+
+def progress(n: int):  # type: ignore[no-untyped-def]
+    return lambda task: task.report_progress(c.ReportProgress(progress=n), BY)
+
+
+def test_a_batch_commits_every_job_and_each_sees_its_own_state(app: TaskApplication) -> None:
+    created = app.create_task(c.CreateTask(task="x", agent_id="amy"), BY)
+    task_id = public_id(created.task.id)
+
+    outcomes = app.run_batch([
+        Job(by=BY, create=c.CreateTask(task="new")),
+        job(task_id, start),
+        job(task_id, progress(10)),
+        job(task_id, start),  # refused: already in progress
+        job(task_id, progress(20)),
+        job("task_" + "0" * 32, start),  # refused: no such task
+        job(task_id, progress(30), version=99),  # refused: wrong version
+    ])
+
+    written = [o for o in outcomes if isinstance(o, Written)]
+    assert [type(o).__name__ for o in outcomes] == ["Written", "Written", "Written", "InvalidTransitionError",
+                                                   "Written", "TaskNotFoundError", "VersionConflictError"]
+    assert [w.task.version for w in written[1:]] == [3, 4, 5]
+    assert [w.task.progress for w in written[1:]] == [0, 10, 20]  # each answer is the state after its own job
+    assert sorted(w.position for w in written) == [w.position for w in sorted(written, key=lambda w: w.position)]
+    stored = app.get_task(task_id, "default")
+    assert (stored.version, stored.progress, stored.status.value) == (5, 20, "in_progress")
+    assert isinstance(outcomes[3], InvalidTransitionError)
+    assert isinstance(outcomes[5], TaskNotFoundError)
+    assert isinstance(outcomes[6], VersionConflictError)
+
+
+def test_a_conflict_with_another_writer_falls_back_to_fresh_state_for_every_job(app: TaskApplication, settings: Settings) -> None:
+    other = TaskApplication(env=settings.eventsourcing_env())
+    try:
+        task_id = public_id(app.create_task(c.CreateTask(task="x", agent_id="amy"), BY).task.id)
+        cache = AggregateCache(100)
+        app.run_batch([job(task_id, start)], cache)  # the cache now holds the task at version 3
+        other.execute(task_id, BY, progress(50))  # another process moves it to version 4
+
+        outcomes = app.run_batch([Job(by=BY, create=c.CreateTask(task="y")), job(task_id, progress(60))], cache)
+
+        assert all(isinstance(o, Written) for o in outcomes)
+        stored = app.get_task(task_id, "default")
+        assert (stored.version, stored.progress) == (5, 60)
+        assert len(app.history(task_id, "default")) == 5
+    finally:
+        other.close()
+
+
+def test_a_refusal_on_stale_cached_state_is_checked_against_fresh_state(app: TaskApplication, settings: Settings) -> None:
+    other = TaskApplication(env=settings.eventsourcing_env())
+    try:
+        task_id = public_id(app.create_task(c.CreateTask(task="x", agent_id="amy"), BY).task.id)
+        cache = AggregateCache(100)
+        app.run_batch([job(task_id, lambda t: t.escalate(c.EscalateTask(reason="r"), BY))], cache)  # cached: assigned
+        other.execute(task_id, BY, start)  # elsewhere it was started
+
+        (outcome,) = app.run_batch([job(task_id, progress(40))], cache)  # refused by the stale copy only
+
+        assert isinstance(outcome, Written)
+        assert app.get_task(task_id, "default").progress == 40
+    finally:
+        other.close()
+
+
+def test_the_writer_answers_each_request_after_its_commit(app: TaskApplication) -> None:
+    writer = CommandWriter(app)
+    writer.start()
+    try:
+        async def burst() -> list[object]:
+            jobs = [Job(by=BY, create=c.CreateTask(task=f"t{i}")) for i in range(200)]
+            return await asyncio.gather(*(writer.submit(j) for j in jobs))
+
+        outcomes = asyncio.run(burst())
+    finally:
+        writer.stop()
+
+    assert all(isinstance(o, Written) for o in outcomes)
+    positions = [o.position for o in outcomes]  # type: ignore[attr-defined]
+    assert len(set(positions)) == 200
+    assert app.recorder.max_notification_id() >= max(positions)
+    assert writer.commands == 200 and writer.batches < 200  # requests shared commits
