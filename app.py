@@ -18,6 +18,7 @@ from starlette.routing import Route
 from adapters.config import Settings
 from adapters.http import api, openapi
 from adapters.http.errors import EXCEPTION_HANDLERS
+from adapters.http.observability import Metrics, ObservabilityMiddleware
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     ops = operations()
     spec = openapi.document(ops, service_version())
+    metrics = Metrics()
 
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(spec)
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 file=sys.stderr,
                 flush=True,
             )
+        services.metrics = metrics
+        metrics.watch(services)
         try:
             yield {"services": services}
         finally:
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(ObservabilityMiddleware, metrics=metrics),
             Middleware(AuthenticationMiddleware, backend=BearerKeyBackend(), on_error=on_auth_error),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -9,6 +9,7 @@ from adapters.config import Settings
 from adapters.keys import KeyStore
 from adapters.list_view import TaskListView
 from adapters.sql import SqlStore
+from adapters.http.observability import Metrics
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner
@@ -24,6 +25,7 @@ class Services:
     projections: list[ProjectionRunner] = field(default_factory=list)
     generated_key: str | None = None
     writer: CommandWriter | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def runner(self) -> ProjectionRunner:

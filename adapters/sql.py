@@ -61,8 +61,26 @@ class SqlStore:
         with self.datastore.transaction(commit=commit) as cursor:
             yield cursor
 
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        with self.transaction(commit=False) as cursor:
+            cursor.execute("SELECT 1 AS ok")
+            cursor.fetchone()
+
     def close(self) -> None:
         self.datastore.close()
+
+
+def steady_reconnects() -> None:
+    """Retry a lost PostgreSQL about every second rather than backing off to minutes.
+
+    psycopg_pool doubles the delay between reconnection attempts (1, 2, 4, … s),
+    so a database back after a short outage could wait half a minute to be
+    noticed; a service should be back within a second of its database.
+    """
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 
 def open_store(settings: Settings, pool_size: int = 5) -> SqlStore:
@@ -70,12 +88,13 @@ def open_store(settings: Settings, pool_size: int = 5) -> SqlStore:
     if settings.is_postgres:
         from eventsourcing.postgres import PostgresDatastore
 
+        steady_reconnects()
         pg = settings.postgres
         return SqlStore(
             PostgresDatastore(
                 dbname=pg.dbname, host=pg.host, port=pg.port, user=pg.user, password=pg.password,
                 pool_size=pool_size, max_overflow=pool_size * 2,
-                connect_timeout=5.0, pre_ping=True,
+                connect_timeout=3.0, pre_ping=True,
             ),
             POSTGRES,
         )

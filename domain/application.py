@@ -8,11 +8,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from domain import commands as c
 from domain.errors import ConcurrencyError, DomainError, TaskNotFoundError, VersionConflictError
@@ -81,6 +81,13 @@ class TaskApplication(Application[UUID]):
 
     name = "tasks"
     env: ClassVar[dict[str, str]] = {"MAPPER_TOPIC": "adapters.codec:EventMapper"}
+    events_appended = 0
+    conflicts_retried = 0
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        recordings = super().save(*objs, **kwargs)
+        self.events_appended += len(recordings)
+        return recordings
 
     def create_task(self, command: c.CreateTask, by: Actor) -> Written:
         task = Task.create(command, by)
@@ -121,6 +128,7 @@ class TaskApplication(Application[UUID]):
                 if expected_version is not None:
                     current = self.get_task(task_id, by.tenant).version
                     raise VersionConflictError(expected_version, current) from None
+                self.conflicts_retried += 1
                 time.sleep(random.uniform(0, 0.002 * attempt))
         raise ConcurrencyError(f"task {task_id} kept changing under this command; try again")
 
@@ -165,6 +173,7 @@ class TaskApplication(Application[UUID]):
         except IntegrityError:
             for task_id in touched:
                 cache.evict(task_id)
+            self.conflicts_retried += len(jobs)
             return [self._run_alone(job) for job in jobs]  # errors too: they may have met stale state
         except Exception:
             for task_id in touched:

@@ -144,19 +144,27 @@ class ProjectionRunner:
         head = self.app.recorder.max_notification_id() or 0
         return ProjectionStatus(self.view.name, self.status, self._position, head, self.last_error)
 
+    def _resync(self) -> None:
+        """Take the view's recorded position (it may have moved in another process)."""
+        try:
+            position = self.view.position()
+        except Exception:  # noqa: BLE001 - unreachable store: keep ours, the next step retries
+            return
+        with self._changed:
+            self._position = max(self._position, position)
+
     def _run(self) -> None:
         backoff = self.poll_interval
         while not self._stopping.is_set():
             try:
                 applied = self.step()
             except IntegrityError:  # another process applied this batch first: carry on from there
-                self._position = self.view.position()
+                self._resync()
                 continue
             except Exception as error:  # supervised: report, back off, retry the same batch
                 log.exception("projection %s failed at position %s", self.view.name, self._position)
                 self.status = "failed"
                 self.last_error = f"{type(error).__name__}: {error}"
-                self._position = self.view.position()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

@@ -44,6 +44,7 @@ class PgCluster:
         self.log = self.root / "postgres.log"
         self._names = itertools.count(1)
         self._as_postgres = os.geteuid() == 0
+        self.options = ""
 
     def _run(self, *args: str) -> None:
         command = list(args)
@@ -58,11 +59,11 @@ class PgCluster:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(initdb, "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
-        options = (
+        self.options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
-        self._run(pg_ctl, "-D", str(self.datadir), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
+        self.pg_ctl("start")
         return self
 
     def pg_ctl(self, action: str) -> None:
@@ -72,7 +73,8 @@ class PgCluster:
         if action == "stop":
             self._run(pg_ctl, "-D", str(self.datadir), "-m", "fast", "-w", "stop")
         else:
-            self._run(pg_ctl, "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60", "start")
+            self._run(pg_ctl, "-D", str(self.datadir), "-o", self.options, "-l", str(self.log), "-w", "-t", "60",
+                      "start")
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres:postgres@127.0.0.1:{self.port}/{dbname}"

@@ -140,8 +140,13 @@ async def run_job(request: Request, job: Job) -> Written:
         outcome = await svc.writer.submit(job)
     else:
         outcome = (await run_in_threadpool(svc.app.run_batch, [job]))[0]
+    command = "create" if job.create is not None else request.url.path.rsplit("/", 1)[-1]
+    if request.method == "PATCH":
+        command = "update"
     if isinstance(outcome, Exception):
+        svc.metrics.commands.labels(command, type(outcome).__name__).inc()
         raise outcome
+    svc.metrics.commands.labels(command, "ok").inc()
     await svc.written_async(outcome.position)
     return outcome
 
@@ -210,7 +215,25 @@ def command_endpoint(command_type: type[Any], method: Callable[[Task, Any, Actor
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: the process answers; says nothing of the database."""
     return envelope(request, s.Health(status="ok"))
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the database answers a query now."""
+    try:
+        await run_in_threadpool(services(request).store.ping)
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        raise ApiError(503, "unavailable", f"the database is unavailable: {type(error).__name__}",
+                       headers={"Retry-After": "1"}) from None
+    return envelope(request, s.Health(status="ready"))
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this process's metrics."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 COMMANDS: tuple[tuple[str, type[Any], Callable[[Task, Any, Actor], None], frozenset[str], str], ...] = (
@@ -235,6 +258,9 @@ def operations() -> list[Operation]:
     ops = [
         Operation("GET", "/healthz", "healthz", "Liveness", healthz, s.Envelope[s.Health], tag="service",
                   roles=EVERYONE),
+        Operation("GET", "/readyz", "readyz", "Readiness: the database answers", readyz, s.Envelope[s.Health],
+                  tag="service", roles=EVERYONE),
+        Operation("GET", "/metrics", "metrics", "Prometheus metrics", metrics, str, tag="service", roles=EVERYONE),
         Operation("POST", base, "create_task", "Create a task", create_task, s.Envelope[s.CreatedTask], 201,
                   body=c.CreateTask, roles=REQUESTERS),
         Operation("GET", base, "list_tasks", "List tasks with filters", list_tasks, s.Envelope[s.TaskPage],

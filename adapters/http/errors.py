@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -93,6 +94,14 @@ def _domain(request: Request, exc: Exception) -> Response:
     return _unexpected(request, exc)
 
 
+def _store(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        log.warning("database unavailable in request %s: %s", request_id(request), exc)
+        return error_response(request, 503, "unavailable",
+                              "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
+    return _unexpected(request, exc)
+
+
 def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
@@ -112,6 +121,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     msgspec.ValidationError: _validation,
     msgspec.DecodeError: _decode,
     d.DomainError: _domain,
+    PersistenceError: _store,
     HTTPException: _http,
     Exception: _unexpected,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
+from eventsourcing.persistence import PersistenceError
 from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters.http.errors import error_response
 from adapters.keys import Principal
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 _GOOD_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -63,12 +64,21 @@ class BearerKeyBackend(AuthenticationBackend):
         scheme, _, secret = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise AuthenticationError("missing bearer key: send Authorization: Bearer <key>")
-        principal = conn.state.services.keys.authenticate(secret.strip())
+        try:
+            principal = conn.state.services.keys.authenticate(secret.strip())
+        except PersistenceError as error:
+            raise StoreUnavailableError(f"the database is unavailable: {type(error).__name__}") from None
         if principal is None:
             raise AuthenticationError("unknown or revoked key")
         return AuthCredentials(["authenticated", principal.role]), KeyUser(principal)
 
 
+class StoreUnavailableError(AuthenticationError):
+    """Raised when a key cannot be checked because the database is away."""
+
+
 def on_auth_error(conn: HTTPConnection, exc: Exception) -> Response:
+    if isinstance(exc, StoreUnavailableError):
+        return error_response(conn, 503, "unavailable", str(exc), headers={"Retry-After": "1"})  # type: ignore[arg-type]
     return error_response(conn, 401, "unauthorized", str(exc),  # type: ignore[arg-type]
                           headers={"WWW-Authenticate": 'Bearer realm="tasks"'})

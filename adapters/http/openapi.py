@@ -38,8 +38,7 @@ def document(ops: list[Operation], version: str) -> dict[str, Any]:
             "summary": op.summary,
             "tags": [op.tag],
             "responses": {
-                str(op.status): {"description": "Success",
-                                 "content": {"application/json": {"schema": by_type[op.response]}}},
+                str(op.status): {"description": "Success", "content": _content(op.response, by_type)},
             },
         }
         if "public" not in op.roles:
@@ -66,6 +65,12 @@ def document(ops: list[Operation], version: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _content(response: Any, by_type: dict[Any, Any]) -> dict[str, Any]:
+    if response is str:  # plain text, e.g. the Prometheus exposition
+        return {"text/plain": {"schema": {"type": "string"}}}
+    return {"application/json": {"schema": by_type[response]}}
 
 
 def _query_parameters(query_type: type) -> list[dict[str, Any]]:

@@ -1,0 +1,144 @@
+"""Operations: Prometheus metrics, JSON access logs with the requestId, readiness."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+access_log = logging.getLogger("tasks.access")
+
+
+class Metrics:
+    """This process's instruments, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("tasks_http_requests", "HTTP requests answered", ["route", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("tasks_http_request_duration_seconds", "Time to answer an HTTP request",
+                                 ["route", "method"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.commands = Counter("tasks_commands", "Commands run, by type and outcome", ["command", "outcome"],
+                                registry=self.registry)
+
+    def watch(self, services: Any) -> None:
+        """Report the live state of a process's parts at every scrape."""
+        self.registry.register(_LiveState(services))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveState(Collector):
+    def __init__(self, services: Any) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        svc = self.services
+        app = svc.app
+        yield _gauge("tasks_events_appended", "Events this process appended", app.events_appended)
+        yield _gauge("tasks_conflicts_retried", "Commands re-run on fresh state after losing a race",
+                     app.conflicts_retried)
+        if svc.writer is not None:
+            yield _gauge("tasks_command_batches", "Group commits made by this process", svc.writer.batches)
+        head = GaugeMetricFamily("tasks_log_head", "Last position in the event log")
+        try:
+            head_position = app.recorder.max_notification_id() or 0
+        except Exception:  # noqa: BLE001 - the store is down: readiness says so, metrics carry on
+            head_position = -1
+        head.add_metric([], head_position)
+        yield head
+        position = GaugeMetricFamily("tasks_projection_position", "Last log position a view applied", labels=["projection"])
+        lag = GaugeMetricFamily("tasks_projection_lag", "Events a view is behind the log", labels=["projection"])
+        failed = GaugeMetricFamily("tasks_projection_failed", "1 while a view's runner is failing", labels=["projection"])
+        for runner in svc.projections:
+            name = runner.view.name
+            position.add_metric([name], runner.position)
+            lag.add_metric([name], max(0, head_position - runner.position) if head_position >= 0 else 0)
+            failed.add_metric([name], 1 if runner.status == "failed" else 0)
+        yield position
+        yield lag
+        yield failed
+        pool = getattr(svc.store.datastore, "pool", None)
+        stats = pool.get_stats() if hasattr(pool, "get_stats") else None
+        if stats:
+            in_use = GaugeMetricFamily("tasks_db_pool_connections", "Database pool connections", labels=["state"])
+            size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+            in_use.add_metric(["in_use"], size - available)
+            in_use.add_metric(["idle"], available)
+            in_use.add_metric(["waiting_requests"], stats.get("requests_waiting", 0))
+            yield in_use
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family
+
+
+class ObservabilityMiddleware:
+    """Time every request, count it by route template and status, and log it as JSON."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        token = request_id_var.set(scope.get("state", {}).get("request_id", ""))
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route, scope["method"]).observe(elapsed)
+            access_log.info("%s %s %s", scope["method"], scope["path"], status,
+                            extra={"method": scope["method"], "path": scope["path"], "route": route,
+                                   "status": status, "durationMs": round(elapsed * 1000, 2)})
+            request_id_var.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp every log record with the requestId of the request being served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.requestId = request_id_var.get()
+        return True
+
+
+def configure_json_logging(level: str) -> None:
+    """One JSON object per line on stderr, each with its requestId where there is one."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(requestId)s",
+                                       rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # our access log carries the requestId
