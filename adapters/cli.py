@@ -24,3 +24,6 @@ def serve(host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     uvicorn.run("app:create_app", factory=True, host=host, port=port, log_level=log_level)
+
+from adapters.cli_migrate import migrate_command  # noqa: E402
+main.add_command(migrate_command)
