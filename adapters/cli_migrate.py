@@ -48,7 +48,8 @@ def _bar(step: str, total: int) -> Iterator[Progress]:
 def _summary(report: MigrationReport) -> None:
     phases = report.phases
     click.echo(
-        f"Migrated {report.events} events of {report.tasks} tasks and {report.keys} API keys "
+        f"Migrated {report.events} events of {report.tasks} tasks and {report.keys} API "
+        f"{'key' if report.keys == 1 else 'keys'} "
         f"in {report.seconds:.1f} s ({report.events_per_second:,.0f} events/s; "
         f"copy {phases.copy:.1f} s, verify {phases.verify:.1f} s, views {phases.rebuild:.1f} s). "
         "The copy matches the source event for event."

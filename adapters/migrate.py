@@ -73,7 +73,7 @@ def source_settings(url: str) -> Settings:
         _check_postgres_url(url, "source")
         return settings
     if scheme != "sqlite":
-        raise MigrationError(f"the source must be sqlite:///path or postgresql://…, not {url!r}")
+        raise MigrationError(f"the source must be sqlite:///path or postgresql://…, not {_redacted(url)!r}")
     try:
         path = settings.sqlite_path
     except ConfigError as error:
@@ -88,10 +88,18 @@ def target_settings(url: str) -> Settings:
     settings = Settings(database=url)
     if not settings.is_postgres:
         raise MigrationError(
-            f"the target must be a PostgreSQL database (postgresql://user:password@host:5432/dbname), not {url!r}"
+            f"the target must be a PostgreSQL database (postgresql://user:password@host:5432/dbname), not {_redacted(url)!r}"
         )
     _check_postgres_url(url, "target")
     return settings
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _check_postgres_url(url: str, side: str) -> None:

@@ -55,17 +55,21 @@ def tasks_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def build_source(url: str) -> int:
-    """A database written the way a server writes it: keys first, then the log, then the views."""
+    """A database as a server leaves it: keys, the log, and the views built from the log."""
     settings = Settings(database=url, bootstrap_key=ADMIN)
     with TestClient(create_app(settings)) as client:
-        services = client.app_state["services"]
+        keys = client.app_state["services"].keys
         for tenant, secret in TENANT_KEYS.items():
-            services.keys.add(secret, tenant=tenant, role="admin", label=f"{tenant} admin")
-        services.keys.add("key-agent-acme", tenant="acme", role="agent", agent_id="agent-1")
-        events = fill(services.app, TASKS)
-        head = services.app.recorder.max_notification_id()
-        services.written(head)
-        assert services.list_view.position() == head
+            keys.add(secret, tenant=tenant, role="admin", label=f"{tenant} admin")
+        keys.add("key-agent-acme", tenant="acme", role="agent", agent_id="agent-1")
+    app = TaskApplication(env=settings.eventsourcing_env())
+    try:
+        events = fill(app, TASKS)
+    finally:
+        app.close()
+    with TestClient(create_app(settings)) as client:  # its startup builds the views up to the head
+        services = client.app_state["services"]
+        assert services.list_view.position() == services.app.recorder.max_notification_id() == events
     return events
 
 
