@@ -30,3 +30,9 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     configure_json_logging(log_level)
     uvicorn.run("app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, log_config=None, access_log=False)
+
+
+# --- each area's commands, registered here ------------------------------------
+from adapters.cli_migrate import migrate_command  # noqa: E402
+
+main.add_command(migrate_command)
