@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.config import Settings
-from adapters.http import api, openapi
+from adapters.http import api, audit, openapi
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
@@ -58,7 +58,7 @@ def build_services(settings: Settings) -> Services:
 
 def operations() -> list[api.Operation]:
     """Every endpoint of the service, from each area's operation table."""
-    return [*api.operations()]
+    return [*api.operations(), *audit.operations()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -24,3 +24,9 @@ def serve(host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     uvicorn.run("app:create_app", factory=True, host=host, port=port, log_level=log_level)
+
+
+from adapters import cli_audit  # noqa: E402 - each area's commands are registered after the group
+
+main.add_command(cli_audit.audit_group)
+main.add_command(cli_audit.history)
