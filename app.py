@@ -21,6 +21,7 @@ from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
+from adapters.event_index import open_event_index
 from adapters.list_view import TaskListView
 from adapters.sql import open_store
 from domain.application import TaskApplication
@@ -48,7 +49,7 @@ def build_services(settings: Settings) -> Services:
     elif keys.count_active() == 0:
         generated = new_secret()
         keys.add(generated, label="first start")
-    views = [list_view]  # every read model this process keeps, each followed by its own runner
+    views = [list_view, open_event_index(store)]  # every read model this process keeps, each followed by its own runner
     projections = [ProjectionRunner(app, view, poll_interval=settings.poll_interval) for view in views]
     for runner in projections:
         runner.catch_up()
