@@ -24,7 +24,7 @@ from domain.ids import parse_id
 from domain.task import Task, TaskEvent
 
 # Task view fields that change with every event, so they say nothing about what the event did.
-_NOISE = {"version", "trackingUrl", "timeline.updatedAt", "timeline.duration", "timeline.durationSeconds"}
+_NOISE = {"taskId", "version", "trackingUrl", "timeline.updatedAt", "timeline.duration", "timeline.durationSeconds"}
 
 
 def _app() -> TaskApplication:
@@ -65,6 +65,10 @@ def checkpoint(tenant: str | None, position: int | None, out: Path | None) -> No
         head = app.recorder.max_notification_id() or 0
         at = head if position is None else min(position, head)
         entries = log.database_entries(app, until=at)
+        if damaged := audit.verify_chains(entries):  # a checkpoint must not bless a log that is already broken
+            for finding in damaged:
+                click.echo(f"{finding.kind.upper()}: {finding.message}", err=True)
+            raise click.ClickException("the log does not verify, so no checkpoint was taken")
         made = audit.make_checkpoint(entries, at, tenant=tenant, created_at=_now(), key=_key())
     finally:
         app.close()
@@ -146,7 +150,7 @@ def _short(value: Any) -> str:
 def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """'field: old → new' for every task-view field an event changed."""
     return [f"{name}: {_short(before.get(name))} → {_short(value)}" for name, value in after.items()
-            if name not in _NOISE and before.get(name) != value]
+            if name not in _NOISE and before.get(name) != value and (before or value not in (None, [], {}))]
 
 
 @click.command()

@@ -257,10 +257,10 @@ def _against_heads(scope: list[Entry], heads: dict[str, Head], position: int) ->
         versions = current.get(task_id, {})
         newest = max(versions, default=0)
         if newest < head.version:
-            gone = f"v{newest + 1}" if newest + 1 == head.version else f"v{newest + 1}..v{head.version}"
-            found.append(Finding(kind="truncated", task_id=task_id, version=newest + 1, message=(
-                f"{task_id} {gone} existed at the checkpoint and are gone: the task's newest events "
-                "were deleted")))
+            gone = (f"v{newest + 1} existed at the checkpoint and is gone" if newest + 1 == head.version
+                    else f"v{newest + 1}..v{head.version} existed at the checkpoint and are gone")
+            found.append(Finding(kind="truncated", task_id=task_id, version=newest + 1,
+                                 message=f"{task_id} {gone}: the task's newest events were deleted"))
         elif (at_head := versions.get(head.version)) is not None and at_head.hash != head.hash:
             found.append(Finding(kind="modified", task_id=task_id, version=head.version, position=at_head.position,
                                  message=f"{task_id} v{head.version} is not the event the checkpoint recorded "

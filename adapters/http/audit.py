@@ -164,9 +164,14 @@ def _checkpoint(request: Request, query: CheckpointQuery) -> audit.Checkpoint:
     if position > head:
         raise ApiError(422, "validation_error", f"query is invalid at $.position: the log ends at {head}",
                        {"field": "$.position", "in": "query", "reason": f"beyond the log's head {head}", "head": head})
-    entries = log.database_entries(svc.app, until=position)
+    tenant = api.principal(request).tenant
+    entries = [e for e in log.database_entries(svc.app, until=position) if e.tenant == tenant]
+    if damaged := audit.verify_chains(entries):  # a checkpoint must not bless a log that is already broken
+        raise ApiError(409, "log_does_not_verify", f"the log does not verify ({len(damaged)} findings), "
+                       "so no checkpoint was taken; run `tasks audit verify`",
+                       {"findings": [msgspec.to_builtins(f) for f in damaged[:20]]})
     key = svc.settings.audit_key.encode() if svc.settings.audit_key else None
-    return audit.make_checkpoint(entries, position, tenant=api.principal(request).tenant,
+    return audit.make_checkpoint(entries, position, tenant=tenant,
                                  created_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                                  with_heads=query.heads, key=key)
 

@@ -215,3 +215,17 @@ def test_an_event_added_within_the_checkpoint_is_named(client: TestClient, setti
     assert lines[0] == (f"INSERTED: {a} v4 (ProgressReported) is not part of the chain: "
                         "it was inserted between v3 and v4")
     assert f"REORDERED: {a} v4 (ProgressReported) is stored as v5: the events were reordered or renumbered" in lines
+
+
+def test_no_checkpoint_is_taken_of_a_log_that_does_not_verify(client: TestClient, settings: Settings,
+                                                              store: SqlStore, tmp_path: Path) -> None:
+    a, _ = history(client)
+    edit_state(store, a, 4, b'"progress":30', b'"progress":90')
+    result = cli(settings, "audit", "checkpoint", "--out", str(tmp_path / "checkpoint.json"))
+    assert result.exit_code == 1
+    assert "the log does not verify, so no checkpoint was taken" in result.output
+    assert not (tmp_path / "checkpoint.json").exists()
+    response = client.get("/audit/checkpoint")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "log_does_not_verify"
+    assert response.json()["error"]["details"]["findings"][0]["taskId"] == a
