@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def _key() -> bytes | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def read_checkpoint(path: Path) -> audit.Checkpoint:
@@ -185,11 +185,11 @@ def history(task_id: str, as_of: str | None) -> None:
 
 def _print_as_of(app: TaskApplication, task_id: str, events: list[TaskEvent], as_of: str) -> None:
     try:
-        moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(as_of)
     except ValueError:
         raise click.BadParameter(f"{as_of!r} is not an ISO 8601 time", param_hint="--as-of") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     version = max((e.originator_version for e in events if e.timestamp <= moment), default=None)
     if version is None:
         raise click.ClickException(f"{task_id} did not exist yet at {as_of} (created {events[0].timestamp})")

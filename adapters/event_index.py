@@ -9,7 +9,7 @@ and tracking in one transaction, exactly once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -47,7 +47,7 @@ SELECT_EVENTS = {
 
 def stamp(moment: datetime) -> str:
     """Fixed-width UTC text, so that times compare as strings on both databases."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class EventIndex:

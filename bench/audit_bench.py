@@ -18,15 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from adapters import audit_log  # noqa: E402
-from adapters.config import Settings  # noqa: E402
-from app import build_services, create_app  # noqa: E402
-from domain import audit  # noqa: E402
-from domain import commands as c  # noqa: E402
-from domain.ids import public_id  # noqa: E402
-from domain.task import Actor  # noqa: E402
+from adapters import audit_log
+from adapters.config import Settings
+from app import build_services, create_app
+from domain import audit
+from domain import commands as c
+from domain.ids import public_id
+from domain.task import Actor
 
 
 def timed(label: str, action, count: int | None = None):  # type: ignore[no-untyped-def]
@@ -54,9 +54,10 @@ def main() -> None:
         for n in range(tasks):
             by = Actor("key_bench", f"req_{n}", tenant=f"tenant{n % 10}")
             task_id = public_id(services.app.create_task(c.CreateTask(task=f"t{n}", agent_id="amy"), by).task.id)
-            services.app.execute(task_id, by, lambda t: t.start(c.StartTask(), by))
+            services.app.execute(task_id, by, lambda t, by=by: t.start(c.StartTask(), by))
             for i in range(per_task - 3):
-                services.app.execute(task_id, by, lambda t, i=i: t.report_progress(c.ReportProgress(progress=i), by))
+                services.app.execute(task_id, by, lambda t, i=i, by=by: t.report_progress(
+                    c.ReportProgress(progress=i), by))
         head = services.app.recorder.max_notification_id() or 0
         print(f"wrote {head:,} events of {tasks:,} tasks (10 tenants) in {time.perf_counter() - start:.1f} s")
         start = time.perf_counter()

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -120,7 +121,8 @@ def _verify_task(task_id: str, slots: list[Entry]) -> list[Finding]:
             found.append(Finding(kind="modified", task_id=task_id, version=entry.version, position=entry.position,
                                  message=f"{task_id} v{entry.version} cannot be read: its stored data was changed"))
     genuine = sorted({v for v in claimed if v is not None})
-    gaps = [v for v in range(1, (genuine[-1] if genuine else 0) + 1) if v not in genuine]
+    unreadable = {e.version for e in slots if e.fields is None}  # already named as modified
+    gaps = [v for v in range(1, (genuine[-1] if genuine else 0) + 1) if v not in genuine and v not in unreadable]
     for index, (entry, real) in enumerate(zip(slots, claimed)):
         if entry.fields is None:
             continue
@@ -180,8 +182,8 @@ def _links(task_id: str, slots: list[Entry], claimed: list[int | None]) -> list[
 def _log_order(task_id: str, slots: list[Entry], claimed: list[int | None]) -> list[Finding]:
     """Versions must appear in the log in order; rows moved to other positions are reordering."""
     found = []
-    for earlier, later in zip(slots, slots[1:]):
-        if earlier.position > later.position and claimed[slots.index(earlier)] == earlier.version:
+    for (earlier, real), (later, _) in pairwise(zip(slots, claimed, strict=True)):
+        if earlier.position > later.position and real == earlier.version:
             found.append(Finding(kind="reordered", task_id=task_id, version=later.version, position=later.position,
                                  message=f"{task_id} v{later.version} sits at position {later.position}, before "
                                          f"v{earlier.version} at {earlier.position}: the log was reordered"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -31,7 +31,7 @@ def task_at_query(request: Request) -> TaskAt:
         raise ApiError(422, "validation_error", "give version or asOf, not both",
                        {"field": "$.asOf", "in": "query", "reason": "version and asOf exclude each other"})
     if at.as_of is not None and at.as_of.tzinfo is None:
-        at = msgspec.structs.replace(at, as_of=at.as_of.replace(tzinfo=timezone.utc))
+        at = msgspec.structs.replace(at, as_of=at.as_of.replace(tzinfo=UTC))
     return at
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -12,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from adapters import audit_log as log
-from adapters.http import api
 from adapters.event_index import EventIndex
+from adapters.http import api
 from adapters.http.errors import ApiError, validation_details
 from domain import audit
 
+logger = logging.getLogger(__name__)
 AUDITORS = frozenset({"admin", "auditor"})
 NDJSON = "application/x-ndjson"
 _encoder = msgspec.json.Encoder()
@@ -80,7 +82,7 @@ def _types(text: str | None) -> list[str]:
 
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -118,6 +120,7 @@ def _matching(request: Request, query: FeedQuery, upto: int, batch: int = 1000) 
             try:
                 event = app.mapper.to_domain_event(notification)
             except Exception:  # noqa: BLE001 - an event changed beyond reading: `tasks audit verify` names it
+                logger.warning("event at position %s cannot be read; left out of the feed", notification.id)
                 continue
             records.append(log.record(event, notification.id))  # type: ignore[arg-type]
         yield records
@@ -172,7 +175,7 @@ def _checkpoint(request: Request, query: CheckpointQuery) -> audit.Checkpoint:
                        {"findings": [msgspec.to_builtins(f) for f in damaged[:20]]})
     key = svc.settings.audit_key.encode() if svc.settings.audit_key else None
     return audit.make_checkpoint(entries, position, tenant=tenant,
-                                 created_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                                 created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                                  with_heads=query.heads, key=key)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def test_a_tasks_events_are_its_whole_history_oldest_first(client: TestClient) -
     assert progress["actor"].startswith("key_")
     assert progress["data"] == {"progress": 40, "phase": None, "note": None}
     assert events[0]["prevHash"] == GENESIS_HASH
-    assert all(later["prevHash"] == earlier["hash"] for earlier, later in zip(events, events[1:]))
+    assert all(later["prevHash"] == earlier["hash"] for earlier, later in pairwise(events))
 
 
 def test_task_events_filter_by_type_and_page_by_version(client: TestClient) -> None:

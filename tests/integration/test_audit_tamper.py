@@ -139,7 +139,7 @@ def test_a_deleted_middle_event_is_named_missing(client: TestClient, settings: S
 def test_deleted_newest_events_are_named_as_truncation_since_the_checkpoint(
     client: TestClient, settings: Settings, store: SqlStore, tmp_path: Path
 ) -> None:
-    a, b = history(client)
+    _, b = history(client)
     checkpoint = save_checkpoint(settings, tmp_path)
     delete(store, b, 2, 3)  # the log's two newest events
     assert verify(settings).exit_code == 0  # every chain that is left is whole: only the checkpoint can tell
@@ -172,7 +172,7 @@ def test_a_rewritten_chain_passes_its_own_hashes_but_not_the_checkpoint(
     from domain.application import TaskApplication
     from domain.hashing import event_hash
 
-    a, b = history(client)
+    _, b = history(client)
     checkpoint = save_checkpoint(settings, tmp_path)
     edit_state(store, b, 3, b'"note":null', b'"note":"forged"')
     app = TaskApplication(env=settings.eventsourcing_env())
@@ -229,3 +229,12 @@ def test_no_checkpoint_is_taken_of_a_log_that_does_not_verify(client: TestClient
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "log_does_not_verify"
     assert response.json()["error"]["details"]["findings"][0]["taskId"] == a
+
+
+def test_an_event_edited_beyond_reading_is_named_modified(client: TestClient, settings: Settings,
+                                                          store: SqlStore) -> None:
+    a, _ = history(client)
+    edit_state(store, a, 5, b'"progress":60', b'"progress":')
+    result = verify(settings)
+    assert result.exit_code == 1
+    assert findings(result) == [f"MODIFIED: {a} v5 cannot be read: its stored data was changed"]
