@@ -16,12 +16,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.config import Settings
+from adapters.event_index import open_event_index
 from adapters.http import api, audit, openapi
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
-from adapters.event_index import open_event_index
 from adapters.list_view import TaskListView
 from adapters.sql import open_store
 from domain.application import TaskApplication
