@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.config import Settings
-from adapters.http import api, openapi
+from adapters.event_index import open_event_index
+from adapters.http import api, audit, openapi
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.observability import Metrics, ObservabilityMiddleware
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
@@ -50,7 +51,7 @@ def build_services(settings: Settings) -> Services:
     elif keys.count_active() == 0:
         generated = new_secret()
         keys.add(generated, label="first start")
-    views = [list_view]  # every read model this process keeps, each followed by its own runner
+    views = [list_view, open_event_index(store)]  # every read model this process keeps, each followed by its own runner
     projections = [ProjectionRunner(app, view, poll_interval=settings.poll_interval) for view in views]
     for runner in projections:
         runner.catch_up()
@@ -62,7 +63,7 @@ def build_services(settings: Settings) -> Services:
 
 def operations() -> list[api.Operation]:
     """Every endpoint of the service, from each area's operation table."""
-    return [*api.operations()]
+    return [*api.operations(), *audit.operations()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -53,6 +53,7 @@ class Settings:
     read_your_writes_timeout: float = 2.0
     poll_interval: float = 0.05
     pool_size: int = 5
+    audit_key: str | None = None  # signs audit checkpoints (HMAC-SHA256) when set
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +78,7 @@ class Settings:
             read_your_writes_timeout=number("TASKS_READ_YOUR_WRITES_TIMEOUT", float, cls.read_your_writes_timeout),
             poll_interval=number("TASKS_POLL_INTERVAL", float, cls.poll_interval),
             pool_size=number("TASKS_POOL_SIZE", int, cls.pool_size),
+            audit_key=env.get("TASKS_AUDIT_KEY") or None,
         )
 
     @property

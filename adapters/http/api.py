@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from adapters.http import as_of
 from adapters.http import presenters as p
 from adapters.http import schemas as s
 from adapters.http.errors import ApiError, request_id, validation_details
@@ -164,7 +165,8 @@ async def create_task(request: Request) -> Response:
 
 async def get_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    task = await run_in_threadpool(services(request).app.get_task, task_id, principal(request).tenant)
+    at = as_of.task_at_query(request)  # ?version=N or ?asOf=<time>: the task as it stood then
+    task = await run_in_threadpool(as_of.task_at, services(request).app, task_id, principal(request).tenant, at)
     if _matches(request.headers.get("if-none-match"), task.version):
         return Response(status_code=304, headers=etag(task))
     return envelope(request, p.task_view(task, base_url(request)), headers=etag(task))
@@ -266,7 +268,7 @@ def operations() -> list[Operation]:
         Operation("GET", base, "list_tasks", "List tasks with filters", list_tasks, s.Envelope[s.TaskPage],
                   query=ListTasksQuery, roles=READERS),
         Operation("GET", base + "/{task_id}", "get_task", "Get a task's status", get_task, s.Envelope[s.TaskView],
-                  roles=TASK_READERS),
+                  query=as_of.TaskAt, roles=TASK_READERS),
         Operation("PATCH", base + "/{task_id}", "update_task", "Update priority, deadline, context or notes",
                   command_endpoint(c.UpdateTask, Task.update), s.Envelope[s.TaskView], body=c.UpdateTask,
                   roles=REQUESTERS),
