@@ -24,7 +24,7 @@ from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_a
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
 from adapters.list_view import TaskListView
-from adapters.sql import open_store
+from adapters.sql import open_store, record_schema_version, startup_lock
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner
@@ -39,19 +39,21 @@ def service_version() -> str:
 
 def build_services(settings: Settings) -> Services:
     """Open the store, the views and the keys, and start following the log."""
-    app = TaskApplication(env=settings.eventsourcing_env())
-    store = open_store(settings, settings.pool_size)
-    list_view = TaskListView(store)
-    list_view.create_table()
-    keys = KeyStore(store)
-    keys.create_table()
-    generated = None
-    if settings.bootstrap_key:
-        keys.add(settings.bootstrap_key, label="bootstrap")
-    elif keys.count_active() == 0:
-        generated = new_secret()
-        keys.add(generated, label="first start")
-    views = [list_view, open_event_index(store)]  # every read model this process keeps, each followed by its own runner
+    with startup_lock(settings):  # one process at a time creates tables and the first key
+        app = TaskApplication(env=settings.eventsourcing_env())
+        store = open_store(settings, settings.pool_size)
+        list_view = TaskListView(store)
+        list_view.create_table()
+        keys = KeyStore(store)
+        keys.create_table()
+        views = [list_view, open_event_index(store)]  # every read model this process keeps
+        record_schema_version(store)
+        generated = None
+        if settings.bootstrap_key:
+            keys.add(settings.bootstrap_key, label="bootstrap")
+        elif keys.count_active() == 0:
+            generated = new_secret()
+            keys.add(generated, label="first start")
     projections = [ProjectionRunner(app, view, poll_interval=settings.poll_interval) for view in views]
     for runner in projections:
         runner.catch_up()

@@ -101,3 +101,57 @@ def open_store(settings: Settings, pool_size: int = 5) -> SqlStore:
     from eventsourcing.sqlite import SQLiteDatastore
 
     return SqlStore(SQLiteDatastore(str(settings.sqlite_path), pool_size=pool_size), SQLITE)
+
+
+SCHEMA_VERSION = 1  # 1: events, list view, event index, keys, tracking (the baseline)
+STARTUP_LOCK = 72630
+
+CREATE_SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL
+)"""
+
+
+class SchemaTooNewError(RuntimeError):
+    """Raised when the database was migrated by a newer version of the service."""
+
+
+@contextmanager
+def startup_lock(settings: Settings) -> Iterator[None]:
+    """Let one process at a time create or migrate the schema (PostgreSQL: an advisory
+    lock on a connection of its own; SQLite serialises DDL by itself)."""
+    if not settings.is_postgres:
+        yield
+        return
+    import psycopg
+
+    pg = settings.postgres
+    with psycopg.connect(host=pg.host, port=pg.port, dbname=pg.dbname, user=pg.user, password=pg.password,
+                         autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (STARTUP_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (STARTUP_LOCK,))
+
+
+def record_schema_version(store: SqlStore) -> int:
+    """Record that the schema is at SCHEMA_VERSION (once); refuse a newer database."""
+    from datetime import datetime, timezone
+
+    with store.transaction(commit=True) as cursor:
+        cursor.execute(CREATE_SCHEMA_TABLE)
+        cursor.execute("SELECT MAX(version) AS v FROM schema_migrations")
+        found = cursor.fetchone()["v"]
+        if found is not None and found > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"the database is at schema version {found}, newer than this service's {SCHEMA_VERSION}: "
+                "upgrade the service"
+            )
+        cursor.execute(
+            store.dialect.sql("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?) "
+                              "ON CONFLICT (version) DO NOTHING"),
+            (SCHEMA_VERSION, datetime.now(timezone.utc).isoformat()),
+        )
+    return SCHEMA_VERSION
