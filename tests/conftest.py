@@ -7,7 +7,6 @@ cannot start, its tests are skipped — except under CI=true, where that fails.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from starlette.testclient import TestClient
 
 from adapters.config import Settings
 from app import create_app
-from tests.pg_cluster import PgCluster
+from tests.pg_cluster import PgCluster, started_or_skipped
 
 KEY = "test-admin-key"
 BACKENDS = ("sqlite", "postgres")
@@ -25,14 +24,7 @@ BACKENDS = ("sqlite", "postgres")
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
-    try:
-        cluster.start()
-    except Exception as error:  # noqa: BLE001 - reported as a skip or, in CI, a failure
-        cluster.stop()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL test cluster did not start: {error}")
-        pytest.skip(f"PostgreSQL test cluster did not start: {error}")
+    cluster = started_or_skipped()
     yield cluster
     cluster.stop()
 

@@ -95,3 +95,17 @@ class PgCluster:
             pass
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def started_or_skipped() -> PgCluster:
+    """A started cluster; where none can start, skip the test — or, under CI=true, fail it."""
+    import pytest
+
+    cluster = PgCluster()
+    try:
+        return cluster.start()
+    except Exception as error:  # noqa: BLE001 - reported as a skip or, in CI, a failure
+        cluster.stop()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL test cluster did not start: {error}")
+        pytest.skip(f"PostgreSQL test cluster did not start: {error}")

@@ -12,22 +12,13 @@ from starlette.testclient import TestClient
 from adapters.config import Settings
 from app import create_app
 from tests.conftest import KEY
-from tests.pg_cluster import PgCluster
+from tests.pg_cluster import PgCluster, started_or_skipped
 
 
 @pytest.fixture
 def own_cluster() -> Iterator[PgCluster]:
     """A cluster of this test's own, since the test stops it."""
-    cluster = PgCluster()
-    try:
-        cluster.start()
-    except Exception as error:  # noqa: BLE001 - same policy as the shared cluster
-        cluster.stop()
-        import os
-
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL did not start: {error}")
-        pytest.skip(f"PostgreSQL did not start: {error}")
+    cluster = started_or_skipped()
     yield cluster
     cluster.stop()
 
