@@ -18,6 +18,8 @@ from starlette.routing import Route
 from adapters.config import Settings
 from adapters.http import api, openapi
 from adapters.http.errors import EXCEPTION_HANDLERS
+from adapters.http.idempotency import IdempotencyStore
+from adapters.http.ratelimit import RateLimitMiddleware
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
@@ -42,6 +44,8 @@ def build_services(settings: Settings) -> Services:
     list_view.create_table()
     keys = KeyStore(store)
     keys.create_table()
+    idempotency = IdempotencyStore(store, settings.idempotency_ttl)
+    idempotency.create_table()
     generated = None
     if settings.bootstrap_key:
         keys.add(settings.bootstrap_key, label="bootstrap")
@@ -53,7 +57,8 @@ def build_services(settings: Settings) -> Services:
     for runner in projections:
         runner.catch_up()
         runner.start()
-    return Services(settings, app, list_view, keys, store, projections, generated_key=generated)
+    return Services(settings, app, list_view, keys, store, projections, generated_key=generated,
+                    idempotency=idempotency)
 
 
 def operations() -> list[api.Operation]:
@@ -93,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthenticationMiddleware, backend=BearerKeyBackend(), on_error=on_auth_error),
+            Middleware(RateLimitMiddleware, rate=settings.rate_limit, burst=settings.rate_burst),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from adapters.config import Settings
+from adapters.http.idempotency import IdempotencyStore
 from adapters.keys import KeyStore
 from adapters.list_view import TaskListView
 from adapters.sql import SqlStore
@@ -22,6 +23,7 @@ class Services:
     store: SqlStore
     projections: list[ProjectionRunner] = field(default_factory=list)
     generated_key: str | None = None
+    idempotency: IdempotencyStore | None = None
 
     @property
     def runner(self) -> ProjectionRunner:
