@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from adapters.config import Settings
 from adapters.http import api, openapi
+from adapters.http import keys as keys_api
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.idempotency import IdempotencyStore
 from adapters.http.ratelimit import RateLimitMiddleware
@@ -63,7 +64,7 @@ def build_services(settings: Settings) -> Services:
 
 def operations() -> list[api.Operation]:
     """Every endpoint of the service, from each area's operation table."""
-    return [*api.operations()]
+    return [*api.operations(), *keys_api.operations()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

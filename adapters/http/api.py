@@ -182,6 +182,11 @@ async def get_task(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
+    repeated = sorted({k for k, _ in request.query_params.multi_items()
+                       if len(request.query_params.getlist(k)) > 1})
+    if repeated:
+        raise ApiError(422, "validation_error", f"query parameter {repeated[0]} is given more than once",
+                       {"field": f"$.{repeated[0]}", "in": "query", "reason": "given more than once"})
     try:
         query = msgspec.convert(dict(request.query_params), ListTasksQuery, strict=False)
     except msgspec.ValidationError as error:
@@ -282,6 +287,11 @@ def operations() -> list[Operation]:
     return ops
 
 
+def idempotent(op: Operation) -> bool:
+    """Whether Idempotency-Key applies: every POST but issuing a key, whose secret is never stored."""
+    return op.method == "POST" and "public" not in op.roles and op.name != "create_key"
+
+
 def routes(ops: list[Operation]) -> list[Route]:
     """One route per path, so that a 405 names every method the path allows."""
     by_path: dict[str, dict[str, Operation]] = {}
@@ -298,7 +308,7 @@ def _by_method(methods: dict[str, Operation]) -> Callable[[Request], Any]:
             if role not in op.roles:
                 raise ApiError(403, "forbidden", f"a key with role {role} may not {op.summary.lower()}",
                                {"role": role, "allowedRoles": sorted(op.roles)})
-        if op.method == "POST" and op.tag != "keys" and (key := idempotency.idempotency_key(request)):
+        if idempotent(op) and (key := idempotency.idempotency_key(request)):
             svc = services(request)
             request_hash = idempotency.fingerprint(op.method, request.url.path, await raw_body(request))
             return await idempotency.run_once(request, svc.idempotency, principal(request).key_id, key,

@@ -166,3 +166,69 @@ def test_a_5xx_shows_no_trace_sql_or_path_and_the_log_has_them(
         assert leak not in text, leak
     logged = "\n".join(record.getMessage() + str(record.exc_info) for record in caplog.records)
     assert "req-broken-1" in logged and "task_list" in logged
+
+
+# --- found by schemathesis ------------------------------------------------------------------
+
+
+def test_a_deadline_before_the_year_1000_does_not_break_the_list(client: TestClient) -> None:
+    create(client, deadline="0381-10-08T22:47:17Z")
+    listed = client.get("/agents/tasks")
+    assert listed.status_code == 200
+    assert listed.json()["data"]["tasks"][0]["deadline"] == "0381-10-08T22:47:17Z"
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/agents/tasks", {"task": "x", "deadline": "0001-01-01T00:00:00+05:00"}),
+    ("GET", "/agents/tasks?startDate=0001-01-01T00:00:00%2B05:00", None),
+    ("GET", "/agents/tasks?endDate=9999-12-31T23:00:00-05:00", None),
+])
+def test_a_time_with_no_utc_form_is_422_not_a_crash(client: TestClient, method: str, path: str,
+                                                    body: dict[str, Any] | None) -> None:
+    response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_the_schema_says_which_commands_need_a_body(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert paths["/agents/tasks/{task_id}/assign"]["post"]["requestBody"]["required"] is True
+    assert paths["/agents/tasks/{task_id}/start"]["post"]["requestBody"]["required"] is False
+
+
+def test_a_query_parameter_given_twice_is_422(client: TestClient) -> None:
+    response = client.get("/agents/tasks?priority=high&priority=low")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "$.priority"
+
+
+# --- keys over HTTP ----------------------------------------------------------------------------
+
+
+def test_an_admin_manages_its_own_tenants_keys_over_http(client: TestClient) -> None:
+    acme = key_for(client, "admin", "acme")
+    globex = key_for(client, "admin", "globex")
+    made = client.post("/keys", json={"role": "agent", "agentId": "amy", "label": "amy's runner"}, headers=acme)
+    assert made.status_code == 201, made.text
+    assert made.headers["cache-control"] == "no-store"
+    issued = made.json()["data"]
+    assert issued["tenant"] == "acme" and issued["role"] == "agent" and issued["agentId"] == "amy"
+    amy = {"Authorization": f"Bearer {issued['secret']}"}
+    assert client.get("/agents/tasks", headers=amy).status_code == 200
+
+    listed = client.get("/keys", headers=acme).json()["data"]["keys"]
+    assert issued["keyId"] in [k["keyId"] for k in listed]
+    assert all(k["tenant"] == "acme" and "secret" not in k for k in listed)
+    assert issued["keyId"] not in [k["keyId"] for k in client.get("/keys", headers=globex).json()["data"]["keys"]]
+
+    assert client.delete(f"/keys/{issued['keyId']}", headers=globex).status_code == 404
+    assert client.get("/agents/tasks", headers=amy).status_code == 200
+    revoked = client.delete(f"/keys/{issued['keyId']}", headers=acme)
+    assert revoked.status_code == 200 and revoked.json()["data"]["revokedAt"]
+    assert client.get("/agents/tasks", headers=amy).status_code == 401
+
+
+def test_an_agent_key_without_its_agent_is_422(client: TestClient) -> None:
+    response = client.post("/keys", json={"role": "agent"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "$.agentId"

@@ -7,6 +7,7 @@ row to MATRIX below; an operation without a row fails the test loudly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ EVERY_ROLE = frozenset(ROLES)
 REQUESTERS = frozenset({"admin", "client"})
 WORKERS = frozenset({"admin", "agent"})
 TASK_READERS = frozenset({"admin", "client", "agent", "auditor"})
+ADMIN = frozenset({"admin"})
 
 # How a task of tenant acme, assigned to agent amy, is brought to each status.
 FAIL = ("fail", {"error": {"code": "broken", "message": "it broke"}})
@@ -43,6 +45,13 @@ class Cell:
     status: str | None = None  # the status of the task in the path (None: the path names no task)
     body: dict[str, Any] = field(default_factory=dict)
     ok: int = 200
+    resource: Callable[[TestClient], dict[str, str]] | None = None  # path parameters other than a task
+
+
+def a_key(client: TestClient) -> dict[str, str]:
+    """Path parameters naming a fresh key of tenant acme."""
+    key_id, _ = client.app_state["services"].keys.issue(TENANT, "analyst")  # type: ignore[attr-defined]
+    return {"key_id": key_id}
 
 
 # The README's role matrix, one row per operation name.
@@ -66,6 +75,9 @@ MATRIX: dict[str, Cell] = {
     "review_task": Cell(WORKERS, "in_progress"),
     "complete_task": Cell(WORKERS, "review"),
     "fail_task": Cell(WORKERS, "assigned", FAIL[1]),
+    "create_key": Cell(ADMIN, body={"role": "client"}, ok=201),
+    "list_keys": Cell(ADMIN),
+    "revoke_key": Cell(ADMIN, resource=a_key),
 }
 
 
@@ -110,7 +122,10 @@ def test_every_role_and_tenant_gets_what_the_matrix_says(client: TestClient) -> 
             for tenant in (TENANT, OTHER_TENANT):
                 allowed = "public" in cell.roles or role in cell.roles
                 own = tenant == TENANT
-                if cell.status is None:
+                if cell.resource is not None:  # a fresh one each time: a call may change it
+                    path = op.path.format(**cell.resource(client))
+                    expected = (cell.ok if own else 404) if allowed else 403
+                elif cell.status is None:
                     path, expected = op.path, cell.ok if allowed else 403
                 elif allowed and own:
                     path, expected = op.path.format(task_id=prepare(client, admin, cell.status)), cell.ok
