@@ -29,6 +29,7 @@ from projections.queries import ListTasksQuery
 
 _encoder = msgspec.json.Encoder()
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 
 
 # Who may call what (the README's role matrix). Agents act on the agent side
@@ -122,6 +123,30 @@ async def read_body(request: Request, command_type: type[Any]) -> Any:
     return command
 
 
+def read_query(request: Request, query_type: type[Any]) -> Any:
+    """The query string decoded into its struct (422 naming the parameter). Each parameter may come
+    once; text stays text (`?agentId=null` is the agent "null", `?status=null` is refused), and
+    only integer fields parse numbers."""
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        raise ApiError(422, "validation_error", f"query parameter {repeated[0]} is given more than once",
+                       {"field": f"$.{repeated[0]}", "in": "query", "reason": "given more than once"})
+    integers = {f.encode_name for f in msgspec.inspect.type_info(query_type).fields  # type: ignore[attr-defined]
+                if _takes_int(f.type)}
+    values = {name: int(v) if name in integers and _INTEGER.match(v) else v for name, v in params.items()}
+    try:
+        return msgspec.convert(values, query_type)
+    except msgspec.ValidationError as error:
+        message, details = validation_details(error, "query")
+        raise ApiError(422, "validation_error", message, details) from None
+
+
+def _takes_int(kind: Any) -> bool:
+    options = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
+    return any(isinstance(option, msgspec.inspect.IntType) for option in options)
+
+
 def expected_version(request: Request) -> int | None:
     header = request.headers.get("if-match")
     if header is None or header.strip() == "*":
@@ -182,16 +207,7 @@ async def get_task(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
-    repeated = sorted({k for k, _ in request.query_params.multi_items()
-                       if len(request.query_params.getlist(k)) > 1})
-    if repeated:
-        raise ApiError(422, "validation_error", f"query parameter {repeated[0]} is given more than once",
-                       {"field": f"$.{repeated[0]}", "in": "query", "reason": "given more than once"})
-    try:
-        query = msgspec.convert(dict(request.query_params), ListTasksQuery, strict=False)
-    except msgspec.ValidationError as error:
-        message, details = validation_details(error, "query")
-        raise ApiError(422, "validation_error", message, details) from None
+    query: ListTasksQuery = read_query(request, ListTasksQuery)
     who = principal(request)
     if who.role == "agent":  # an agent lists only its own tasks
         if query.agent_id not in (None, who.agent_id):

@@ -232,3 +232,12 @@ def test_an_agent_key_without_its_agent_is_422(client: TestClient) -> None:
     response = client.post("/keys", json={"role": "agent"})
     assert response.status_code == 422
     assert response.json()["error"]["details"]["field"] == "$.agentId"
+
+
+def test_null_in_a_query_is_text_not_a_missing_filter(client: TestClient) -> None:
+    create(client, agentId="amy")
+    create(client, agentId="null")
+    refused = client.get("/agents/tasks?status=null")
+    assert refused.status_code == 422 and refused.json()["error"]["details"]["field"] == "$.status"
+    named_null = client.get("/agents/tasks?agentId=null").json()["data"]
+    assert [t["agentId"] for t in named_null["tasks"]] == ["null"]
