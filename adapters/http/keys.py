@@ -43,8 +43,7 @@ class KeyList(s.Shape):
 
 
 def _view(record: KeyRecord) -> KeyView:
-    return KeyView(key_id=record.key_id, tenant=record.tenant, role=record.role, agent_id=record.agent_id,
-                   label=record.label, created_at=record.created_at, revoked_at=record.revoked_at)
+    return msgspec.convert(record, KeyView, from_attributes=True)
 
 
 async def create_key(request: Request) -> Response:
@@ -56,7 +55,7 @@ async def create_key(request: Request) -> Response:
         raise ApiError(422, "validation_error", str(error), {"field": "$.agentId", "in": "body"}) from None
     record = await run_in_threadpool(keys.get, key_id, tenant)
     assert record is not None
-    issued = IssuedKey(**msgspec.structs.asdict(_view(record)), secret=secret)
+    issued = IssuedKey(**msgspec.structs.asdict(_view(record)), secret=secret)  # the only time it is shown
     return envelope(request, issued, 201, headers={"Cache-Control": "no-store"})
 
 
