@@ -18,8 +18,11 @@ from starlette.routing import Route
 from adapters.config import Settings
 from adapters.event_index import open_event_index
 from adapters.http import api, audit, openapi
+from adapters.http import keys as keys_api
 from adapters.http.errors import EXCEPTION_HANDLERS
+from adapters.http.idempotency import IdempotencyStore
 from adapters.http.observability import Metrics, ObservabilityMiddleware
+from adapters.http.ratelimit import RateLimitMiddleware
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
@@ -46,6 +49,8 @@ def build_services(settings: Settings) -> Services:
         list_view.create_table()
         keys = KeyStore(store)
         keys.create_table()
+        idempotency = IdempotencyStore(store, settings.idempotency_ttl)
+        idempotency.create_table()
         views = [list_view, open_event_index(store)]  # every read model this process keeps
         record_schema_version(store)
         generated = None
@@ -60,12 +65,13 @@ def build_services(settings: Settings) -> Services:
         runner.start()
     writer = CommandWriter(app)
     writer.start()
-    return Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer)
+    return Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer,
+                    idempotency=idempotency)
 
 
 def operations() -> list[api.Operation]:
     """Every endpoint of the service, from each area's operation table."""
-    return [*api.operations(), *audit.operations()]
+    return [*api.operations(), *audit.operations(), *keys_api.operations()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -104,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(ObservabilityMiddleware, metrics=metrics),
             Middleware(AuthenticationMiddleware, backend=BearerKeyBackend(), on_error=on_auth_error),
+            Middleware(RateLimitMiddleware, rate=settings.rate_limit, burst=settings.rate_burst),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

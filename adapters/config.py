@@ -54,6 +54,12 @@ class Settings:
     poll_interval: float = 0.05
     pool_size: int = 5
     audit_key: str | None = None  # signs audit checkpoints (HMAC-SHA256) when set
+    rate_limit: float = 0.0  # requests per second per key; 0 = no limit
+    rate_burst: int = 0  # bucket size; 0 = twice the rate (at least 1)
+    idempotency_ttl: float = 86_400.0  # seconds an Idempotency-Key is remembered
+    idempotency_wait: float = 10.0  # seconds a repeat waits for the first request before 409
+    max_json_depth: int = 10  # nesting of a free-form object (context, budget, result.data, error.details)
+    max_json_bytes: int = 65_536  # encoded size of one free-form object
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +85,12 @@ class Settings:
             poll_interval=number("TASKS_POLL_INTERVAL", float, cls.poll_interval),
             pool_size=number("TASKS_POOL_SIZE", int, cls.pool_size),
             audit_key=env.get("TASKS_AUDIT_KEY") or None,
+            rate_limit=number("TASKS_RATE_LIMIT", float, cls.rate_limit),
+            rate_burst=number("TASKS_RATE_BURST", int, cls.rate_burst),
+            idempotency_ttl=number("TASKS_IDEMPOTENCY_TTL", float, cls.idempotency_ttl),
+            idempotency_wait=number("TASKS_IDEMPOTENCY_WAIT", float, cls.idempotency_wait),
+            max_json_depth=number("TASKS_MAX_JSON_DEPTH", int, cls.max_json_depth),
+            max_json_bytes=number("TASKS_MAX_JSON_BYTES", int, cls.max_json_bytes),
         )
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from datetime import datetime, timezone
 from adapters.sql import SqlStore
 
 ROLES = ("admin", "client", "agent", "auditor", "analyst")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -29,6 +31,12 @@ INSERT = (
 )
 SELECT_BY_HASH = "SELECT key_id, key_hash, tenant, role, agent_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
 COUNT_ACTIVE = "SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL"
+SELECT_ALL = "SELECT key_id, tenant, role, agent_id, label, created_at, revoked_at FROM api_keys"
+REVOKE = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+
+
+class InvalidGrantError(ValueError):
+    """Raised when a key cannot be issued as asked (unknown role, agent binding)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,25 @@ class Principal:
     agent_id: str | None = None
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key as an administrator sees it: never its secret."""
+
+    key_id: str
+    tenant: str
+    role: str
+    agent_id: str | None
+    label: str | None
+    created_at: str
+    revoked_at: str | None
+
+
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_id_of(secret: str) -> str:
+    return "key_" + hash_key(secret)[:16]
 
 
 def new_secret() -> str:
@@ -50,8 +75,27 @@ def new_secret() -> str:
     return "tk_" + secrets.token_urlsafe(32)
 
 
+def check_grant(tenant: str, role: str, agent_id: str | None) -> None:
+    """Refuse a key that could not work: unknown role, bad names, an agent key without its agent."""
+    if role not in ROLES:
+        raise InvalidGrantError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if not _NAME.match(tenant):
+        raise InvalidGrantError(f"tenant must be 1-128 letters, digits or . _ : @ -, not {tenant!r}")
+    if role == "agent" and not agent_id:
+        raise InvalidGrantError("an agent key needs the agentId it acts for")
+    if role != "agent" and agent_id:
+        raise InvalidGrantError("only an agent key is bound to an agentId")
+    if agent_id is not None and not _NAME.match(agent_id):
+        raise InvalidGrantError(f"agentId must be 1-128 letters, digits or . _ : @ -, not {agent_id!r}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
 class KeyStore:
-    """Keys in the service's own database."""
+    """Keys in the service's own database, read on every request so a revocation
+    takes effect at once in every process."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
@@ -66,11 +110,17 @@ class KeyStore:
     def add(self, secret: str, tenant: str = "default", role: str = "admin",
             agent_id: str | None = None, label: str | None = None) -> str:
         """Store a key (idempotent for the same secret); returns its id."""
-        key_id = "key_" + hash_key(secret)[:16]
-        now = datetime.now(timezone.utc).isoformat()
+        check_grant(tenant, role, agent_id)
+        key_id = key_id_of(secret)
         with self.store.transaction(commit=True) as cursor:
-            cursor.execute(self._sql(INSERT), (key_id, hash_key(secret), tenant, role, agent_id, label, now))
+            cursor.execute(self._sql(INSERT), (key_id, hash_key(secret), tenant, role, agent_id, label, _now()))
         return key_id
+
+    def issue(self, tenant: str, role: str, agent_id: str | None = None,
+              label: str | None = None) -> tuple[str, str]:
+        """A new random key: (its id, its secret). The secret is not kept."""
+        secret = new_secret()
+        return self.add(secret, tenant, role, agent_id, label), secret
 
     def authenticate(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
@@ -80,6 +130,30 @@ class KeyStore:
         if row is None or not hmac.compare_digest(row["key_hash"], digest):
             return None
         return Principal(row["key_id"], row["tenant"], row["role"], row["agent_id"])
+
+    def list(self, tenant: str | None = None) -> list[KeyRecord]:
+        """Every key (of one tenant, if given), oldest first."""
+        sql, params = SELECT_ALL, ()
+        if tenant is not None:
+            sql, params = sql + " WHERE tenant = ?", (tenant,)
+        with self.store.transaction(commit=False) as cursor:
+            cursor.execute(self._sql(sql + " ORDER BY created_at, key_id"), params)
+            rows = cursor.fetchall()
+        return [KeyRecord(r["key_id"], r["tenant"], r["role"], r["agent_id"], r["label"], r["created_at"],
+                          r["revoked_at"]) for r in rows]
+
+    def get(self, key_id: str, tenant: str | None = None) -> KeyRecord | None:
+        return next((k for k in self.list(tenant) if k.key_id == key_id), None)
+
+    def revoke(self, key_id: str, tenant: str | None = None) -> KeyRecord | None:
+        """Revoke a key (of one tenant, if given); None when there is no such key.
+        Revoking twice keeps the first time."""
+        sql, params = REVOKE, (_now(), key_id)
+        if tenant is not None:
+            sql, params = sql + " AND tenant = ?", (*params, tenant)
+        with self.store.transaction(commit=True) as cursor:
+            cursor.execute(self._sql(sql), params)
+        return self.get(key_id, tenant)
 
     def count_active(self) -> int:
         with self.store.transaction(commit=False) as cursor:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from adapters.config import Settings
+from adapters.http.idempotency import IdempotencyStore
 from adapters.keys import KeyStore
 from adapters.list_view import TaskListView
 from adapters.sql import SqlStore
@@ -26,6 +27,7 @@ class Services:
     generated_key: str | None = None
     writer: CommandWriter | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    idempotency: IdempotencyStore | None = None
 
     @property
     def runner(self) -> ProjectionRunner:

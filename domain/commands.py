@@ -6,7 +6,7 @@ field names are camelCase on the wire and their constraints are the API's.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -32,6 +32,15 @@ Fraction = Annotated[float, Meta(ge=0, le=1)]
 JSONObject = dict[str, Any]
 
 
+def check_instant(moment: Any, field: str) -> None:
+    """Refuse a time that has no UTC form (year 1 east of Greenwich, year 9999 west of it)."""
+    if isinstance(moment, datetime):
+        try:
+            moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError(f"{field} is out of range once converted to UTC") from None
+
+
 class Command(
     msgspec.Struct,
     rename="camel",
@@ -54,12 +63,18 @@ class CreateTask(Command):
     deliverables: Annotated[list[Label], Meta(max_length=100)] = []
     budget: JSONObject | None = None
 
+    def __post_init__(self) -> None:
+        check_instant(self.deadline, "deadline")
+
 
 class UpdateTask(Command):
     priority: Priority | UnsetType = UNSET
     deadline: Instant | None | UnsetType = UNSET
     context: JSONObject | UnsetType = UNSET
     notes: LongText | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_instant(self.deadline, "deadline")
 
     def is_empty(self) -> bool:
         return all(
@@ -122,6 +137,9 @@ class Deliverable(Command):
     size: Annotated[int, Meta(ge=0)] | None = None
     format: Label | None = None
     created_at: Instant | None = None
+
+    def __post_init__(self) -> None:
+        check_instant(self.created_at, "createdAt")
 
 
 class Result(Command):

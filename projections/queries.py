@@ -58,6 +58,8 @@ def _parse(text: str, field: str, *, end_of_day: bool) -> datetime:
             moment = datetime.combine(day, time.min, tzinfo=timezone.utc)
             return moment + timedelta(days=1, microseconds=-1) if end_of_day else moment
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment.astimezone(timezone.utc)  # some times near year 1 or 9999 have no UTC form
+    except (ValueError, OverflowError):
         raise RuleViolationError(f"$.{field}", f"{field} is not a valid date or time: {text}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment

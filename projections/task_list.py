@@ -21,7 +21,8 @@ def sortable_time(moment: datetime | None) -> str | None:
     """UTC, fixed width, so that text order is time order in any SQL store."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
+    utc = moment.astimezone(timezone.utc)
+    return f"{utc.year:04d}" + utc.strftime(TIME_FORMAT[2:])  # %Y does not pad years before 1000
 
 
 @dataclass(frozen=True)

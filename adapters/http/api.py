@@ -15,18 +15,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.http import as_of
+from adapters.http import idempotency
 from adapters.http import presenters as p
 from adapters.http import schemas as s
 from adapters.http.errors import ApiError, request_id, validation_details
+from adapters.http.limits import check_free_form
 from adapters.keys import Principal
 from adapters.services import Services
 from domain import commands as c
 from domain.application import Job, Written
+from domain.errors import TaskNotFoundError
 from domain.task import Actor, Task
 from projections.queries import ListTasksQuery
 
 _encoder = msgspec.json.Encoder()
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 
 
 # Who may call what (the README's role matrix). Agents act on the agent side
@@ -72,8 +76,20 @@ def actor(request: Request) -> Actor:
     return Actor(principal=who.key_id, request_id=request_id(request), tenant=who.tenant)
 
 
-async def read_body(request: Request, command_type: type[Any]) -> Any:
-    """The body decoded into its command: 413 when too large, 415 when not JSON."""
+def visible(request: Request, task: Task) -> Task:
+    """The task, if the caller may see it: an agent key sees only its own agent's tasks,
+    and any other task is as missing to it as another tenant's (404)."""
+    who = principal(request)
+    if who.role == "agent" and task.agent_id != who.agent_id:
+        raise TaskNotFoundError(request.path_params["task_id"])
+    return task
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body's bytes, read once (413 when over the limit)."""
+    cached: bytes | None = getattr(request.state, "raw_body", None)
+    if cached is not None:
+        return cached
     limit = services(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -84,7 +100,13 @@ async def read_body(request: Request, command_type: type[Any]) -> Any:
         if size > limit:
             raise ApiError(413, "payload_too_large", f"request body is over {limit} bytes", {"limit": limit})
         chunks.append(chunk)
-    body = b"".join(chunks)
+    request.state.raw_body = b"".join(chunks)
+    return request.state.raw_body  # type: ignore[no-any-return]
+
+
+async def read_body(request: Request, command_type: type[Any]) -> Any:
+    """The body decoded into its command: 413 when too large, 415 when not JSON, 422 when invalid."""
+    body = await raw_body(request)
     if not body.strip():
         body = b"{}"
     else:
@@ -92,7 +114,38 @@ async def read_body(request: Request, command_type: type[Any]) -> Any:
         if media != "application/json" and not media.endswith("+json"):
             raise ApiError(415, "unsupported_media_type", "send the body as application/json",
                            {"contentType": media})
-    return msgspec.json.decode(body, type=command_type)
+    try:
+        command = msgspec.json.decode(body, type=command_type)
+    except RecursionError:
+        raise ApiError(422, "validation_error", "body is nested too deeply",
+                       {"field": "$", "in": "body", "reason": "nested too deeply"}) from None
+    settings = services(request).settings
+    check_free_form(command, settings.max_json_depth, settings.max_json_bytes)
+    return command
+
+
+def read_query(request: Request, query_type: type[Any]) -> Any:
+    """The query string decoded into its struct (422 naming the parameter). Each parameter may come
+    once; text stays text (`?agentId=null` is the agent "null", `?status=null` is refused), and
+    only integer fields parse numbers."""
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        raise ApiError(422, "validation_error", f"query parameter {repeated[0]} is given more than once",
+                       {"field": f"$.{repeated[0]}", "in": "query", "reason": "given more than once"})
+    integers = {f.encode_name for f in msgspec.inspect.type_info(query_type).fields  # type: ignore[attr-defined]
+                if _takes_int(f.type)}
+    values = {name: int(v) if name in integers and _INTEGER.match(v) else v for name, v in params.items()}
+    try:
+        return msgspec.convert(values, query_type)
+    except msgspec.ValidationError as error:
+        message, details = validation_details(error, "query")
+        raise ApiError(422, "validation_error", message, details) from None
+
+
+def _takes_int(kind: Any) -> bool:
+    options = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
+    return any(isinstance(option, msgspec.inspect.IntType) for option in options)
 
 
 def expected_version(request: Request) -> int | None:
@@ -166,18 +219,21 @@ async def create_task(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     at = as_of.task_at_query(request)  # ?version=N or ?asOf=<time>: the task as it stood then
-    task = await run_in_threadpool(as_of.task_at, services(request).app, task_id, principal(request).tenant, at)
+    task = visible(request, await run_in_threadpool(as_of.task_at, services(request).app, task_id,
+                                                    principal(request).tenant, at))
     if _matches(request.headers.get("if-none-match"), task.version):
         return Response(status_code=304, headers=etag(task))
     return envelope(request, p.task_view(task, base_url(request)), headers=etag(task))
 
 
 async def list_tasks(request: Request) -> Response:
-    try:
-        query = msgspec.convert(dict(request.query_params), ListTasksQuery, strict=False)
-    except msgspec.ValidationError as error:
-        message, details = validation_details(error, "query")
-        raise ApiError(422, "validation_error", message, details) from None
+    query: ListTasksQuery = read_query(request, ListTasksQuery)
+    who = principal(request)
+    if who.role == "agent":  # an agent lists only its own tasks
+        if query.agent_id not in (None, who.agent_id):
+            return envelope(request, s.TaskPage(tasks=[], total=0, limit=query.limit, offset=query.offset,
+                                                has_more=False))
+        query = msgspec.structs.replace(query, agent_id=who.agent_id)
     view = services(request).list_view
     rows, total, position = await run_in_threadpool(view.list_tasks, principal(request).tenant, query)
     base = base_url(request)
@@ -193,7 +249,7 @@ async def list_tasks(request: Request) -> Response:
 
 async def get_deliverables(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    task = await run_in_threadpool(services(request).app.get_task, task_id, principal(request).tenant)
+    task = visible(request, await run_in_threadpool(services(request).app.get_task, task_id, principal(request).tenant))
     if task.status.value != "completed":
         raise ApiError(409, "invalid_transition",
                        f"deliverables are available once the task is completed; it is {task.status.value}",
@@ -207,7 +263,8 @@ def command_endpoint(command_type: type[Any], method: Callable[[Task, Any, Actor
     async def endpoint(request: Request) -> Response:
         command = await read_body(request, command_type)
         by = actor(request)
-        job = Job(by=by, task_id=request.path_params["task_id"], action=lambda task: method(task, command, by),
+        job = Job(by=by, task_id=request.path_params["task_id"],
+                  action=lambda task: method(visible(request, task), command, by),
                   expected_version=expected_version(request))
         written = await run_job(request, job)
         return envelope(request, p.task_view(written.task, base_url(request)), 200, written.position,
@@ -282,6 +339,11 @@ def operations() -> list[Operation]:
     return ops
 
 
+def idempotent(op: Operation) -> bool:
+    """Whether Idempotency-Key applies: every POST but issuing a key, whose secret is never stored."""
+    return op.method == "POST" and "public" not in op.roles and op.name != "create_key"
+
+
 def routes(ops: list[Operation]) -> list[Route]:
     """One route per path, so that a 405 names every method the path allows."""
     by_path: dict[str, dict[str, Operation]] = {}
@@ -298,6 +360,12 @@ def _by_method(methods: dict[str, Operation]) -> Callable[[Request], Any]:
             if role not in op.roles:
                 raise ApiError(403, "forbidden", f"a key with role {role} may not {op.summary.lower()}",
                                {"role": role, "allowedRoles": sorted(op.roles)})
+        if idempotent(op) and (key := idempotency.idempotency_key(request)):
+            svc = services(request)
+            request_hash = idempotency.fingerprint(op.method, request.url.path, await raw_body(request))
+            return await idempotency.run_once(request, svc.idempotency, principal(request).key_id, key,
+                                              request_hash, svc.settings.idempotency_wait,
+                                              lambda: op.endpoint(request))
         return await op.endpoint(request)  # type: ignore[no-any-return]
 
     return endpoint

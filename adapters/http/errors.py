@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
@@ -94,8 +95,17 @@ def _domain(request: Request, exc: Exception) -> Response:
     return _unexpected(request, exc)
 
 
+def _unavailable(exc: Exception) -> bool:
+    """Whether a store error means "away for now" (retry) rather than a fault of ours."""
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.Error):  # busy or locked: transient; "no such table": a fault
+        name = getattr(cause, "sqlite_errorname", "")
+        return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR"))
+    return isinstance(exc, (OperationalError, InterfaceError))  # psycopg: connection-level trouble
+
+
 def _store(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if _unavailable(exc):
         log.warning("database unavailable in request %s: %s", request_id(request), exc)
         return error_response(request, 503, "unavailable",
                               "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
