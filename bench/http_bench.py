@@ -7,8 +7,8 @@ For each backend it:
 
 1. seeds ``--tasks`` tasks straight through ``TaskApplication`` (``Task.create`` +
    ``save`` of 1 000 tasks per commit, before the server starts: the same events the
-   HTTP create writes, without HTTP, so that ``--tasks 1000000`` takes about a minute
-   instead of an hour). Half are created with an agent (``assigned``), half without
+   HTTP create writes, without HTTP, so that ``--tasks 1000000`` takes minutes, not
+   hours). Half are created with an agent (``assigned``), half without
    (``pending``); priorities rotate over low/medium/high/urgent;
 2. starts the service (``tasks serve``, which catches its list projection up before it
    listens) on a fresh database: a temporary SQLite file, or a database in a throwaway
@@ -453,6 +453,9 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         print(f"  {scenario:<10} {opts.duration} s …", end=" ", flush=True)
         result = measure(server, path, script, env, opts)
         print(f"{rate(result.requests_per_second)} req/s (load average {loadavg()})", flush=True)
+        if problems(result, opts.connections) and server.tail().strip():
+            print(f"  !!! failed requests; the end of {server.name}'s log:", flush=True)
+            print("\n".join("    " + line for line in server.tail(20).splitlines()), flush=True)
         return result
 
     bare_get = step("bare GET", bare, "/", "get.lua")
@@ -466,7 +469,13 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         ("create", "/agents/tasks", "create.lua", bare_post),
     ):
         if scenario == "stats":
-            status = http_status(service.base + path, key)
+            service.settle()
+            try:
+                status = http_status(service.base + path, key, timeout=30.0)
+            except OSError as error:
+                print(f"  stats      n/a (the probe failed: {error})", flush=True)
+                rows.append(Row("stats", backend, None, note=f"n/a: probe failed ({error})"))
+                continue
             if status == 404:
                 print("  stats      n/a (the service answers 404: no stats endpoint yet)", flush=True)
                 rows.append(Row("stats", backend, None, note="n/a: 404, endpoint not built yet"))
