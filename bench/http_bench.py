@@ -1,0 +1,611 @@
+"""HTTP benchmark: the service against a bare Starlette app, driven by wrk, in one run.
+
+    .venv/bin/python bench/http_bench.py [--backend sqlite|postgres|both] [--duration 10]
+        [--connections 64] [--threads 2] [--tasks 100000] [--warmup 1] [--json results.json]
+
+For each backend it:
+
+1. seeds ``--tasks`` tasks straight through ``TaskApplication`` (``Task.create`` +
+   ``save`` of 1 000 tasks per commit, before the server starts: the same events the
+   HTTP create writes, without HTTP, so that ``--tasks 1000000`` takes minutes, not
+   hours). Half are created with an agent (``assigned``), half without
+   (``pending``); priorities rotate over low/medium/high/urgent;
+2. starts the service (``tasks serve``, which catches its list projection up before it
+   listens) on a fresh database: a temporary SQLite file, or a database in a throwaway
+   PostgreSQL cluster (``tests/pg_cluster.py``) that is removed at the end;
+3. drives, with the same wrk settings, the bare app (``bench/bare.py``: JSON GET and
+   msgspec-validated POST, no storage) and then the service: get (a random seeded id),
+   list (``?status=…&priority=…``, a random pair), stats (``/agents/tasks/stats``, "n/a"
+   while the service answers 404) and create (the seed's body);
+4. prints requests/s, p50, p99, the ratio to the bare endpoint (create vs bare POST,
+   the reads vs bare GET), wrk's non-2xx and socket-error counts, and the service's RSS.
+
+Both servers run with the same settings: ``uvicorn.run`` with its defaults (one worker,
+loop and http "auto", i.e. uvloop and httptools) and log level warning, which is what
+``tasks serve`` does. All traffic goes to 127.0.0.1. Every step is bounded in time, and
+every process this script starts is stopped at the end, also on Ctrl-C or an error.
+
+wrk is a Debian package: ``apt-get update && apt-get install -y wrk``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WRK_DIR = BENCH / "wrk"
+HOST = "127.0.0.1"
+SEED_BATCH = 1_000
+IDS_FOR_GET = 100_000  # at most this many seeded ids are handed to the get script
+GET_LIST_TARGETS = {"get": 0.50, "list": 0.30}
+CREATE_TARGETS = {"sqlite": 0.50, "postgres": 0.30}
+P99_TARGET_MS = 25.0
+
+
+# --- wrk's output ------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.socket_errors.values())
+
+
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _duration_ms(text: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if found is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(found.group(1)) * _TIME_UNITS_MS[found.group(2)]
+
+
+def parse_wrk(text: str) -> WrkResult:
+    """The figures of one ``wrk --latency`` run, from its printed report."""
+
+    def need(pattern: str) -> re.Match[str]:
+        found = re.search(pattern, text, re.MULTILINE)
+        if found is None:
+            raise ValueError(f"wrk output has no match for {pattern!r}:\n{text}")
+        return found
+
+    total = need(r"^\s*(\d+) requests in ([\d.]+\w+),")
+    rps = need(r"^Requests/sec:\s+([\d.]+)")
+    p50 = need(r"^\s*50(?:\.000)?%\s+(\S+)")
+    p99 = need(r"^\s*99(?:\.000)?%\s+(\S+)")
+    non_2xx = re.search(r"^\s*Non-2xx or 3xx responses:\s+(\d+)", text, re.MULTILINE)
+    errors = re.search(
+        r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text, re.MULTILINE
+    )
+    return WrkResult(
+        requests=int(total.group(1)),
+        seconds=_duration_ms(total.group(2)) / 1000.0,
+        requests_per_second=float(rps.group(1)),
+        p50_ms=_duration_ms(p50.group(1)),
+        p99_ms=_duration_ms(p99.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=(
+            dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups()))) if errors else {}
+        ),
+    )
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def _load_pg_cluster() -> Any:
+    spec = importlib.util.spec_from_file_location("pg_cluster", ROOT / "tests" / "pg_cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    return int(_load_pg_cluster().free_port())
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of a process and all its descendants (workers), in kB."""
+    total = 0
+    for current in _descendants(pid):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{current}/status").read_text()
+            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+            total += int(found.group(1)) if found else 0
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants."""
+    ticks = 0
+    for current in _descendants(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_status(url: str, key: str | None = None, timeout: float = 5.0) -> int:
+    """One request to 127.0.0.1; the status code (never a proxy)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with _NO_PROXY.open(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+class Server:
+    """A server process in its own session, with its output in a log file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.name, self.command, self.env, self.port, self.log = name, command, env, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, ready_path: str, timeout: float) -> Server:
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                if http_status(self.base + ready_path, timeout=2.0) < 500:
+                    return self
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        return rss_kb(self.process.pid) / 1024.0
+
+    def settle(self, limit: float = 60.0) -> float:
+        """Wait until the server is idle (under 5% of a core over 0.5 s), at most ``limit``
+        seconds, so that requests still queued from the previous run (their clients are
+        gone, but a thread pool finishes them) do not slow the next. Returns seconds waited."""
+        assert self.process is not None
+        started = time.monotonic()
+        before = cpu_seconds(self.process.pid)
+        while time.monotonic() - started < limit:
+            time.sleep(0.5)
+            after = cpu_seconds(self.process.pid)
+            if after - before < 0.025:
+                break
+            before = after
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+def server_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKS_")}
+    return {**env, **extra}
+
+
+def start_bare(workdir: Path) -> Server:
+    port = free_port()
+    command = [sys.executable, str(BENCH / "bare.py"), "--host", HOST, "--port", str(port),
+               "--log-level", "warning"]
+    return Server("bare", command, server_env({}), port, workdir / "bare.log").start(
+        "/agents/tasks/ready", timeout=60)
+
+
+def start_service(workdir: Path, backend: str, database: str, key: str, tasks: int) -> Server:
+    port = free_port()
+    tasks_command = str(Path(sys.executable).parent / "tasks")
+    command = [tasks_command, "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"]
+    env = server_env({"TASKS_DATABASE": database, "TASKS_BOOTSTRAP_KEY": key})
+    # It catches its list projection up (every seeded event) before it listens.
+    return Server(f"service ({backend})", command, env, port, workdir / f"service-{backend}.log").start(
+        "/healthz", timeout=120 + tasks / 500)
+
+
+# --- seeding -------------------------------------------------------------------------
+
+
+def seed(database: str, count: int, key: str, ids_file: Path) -> float:
+    """``count`` tasks through the application, in commits of SEED_BATCH; their ids
+    (at most IDS_FOR_GET of them, spread evenly) go to ``ids_file``. Returns seconds."""
+    from adapters.config import Settings
+    from adapters.keys import hash_key
+    from domain.application import TaskApplication
+    from domain.commands import PRIORITIES, CreateTask
+    from domain.ids import public_id
+    from domain.task import Actor, Task
+
+    started = time.monotonic()
+    app = TaskApplication(env=Settings(database=database).eventsourcing_env())
+    by = Actor(principal="key_" + hash_key(key)[:16], request_id="req_bench_seed", tenant="default")
+    every = max(1, count // IDS_FOR_GET)
+    ids: list[str] = []
+    try:
+        for start in range(0, count, SEED_BATCH):
+            batch = []
+            for i in range(start, min(count, start + SEED_BATCH)):
+                command = CreateTask(
+                    task=f"Benchmark task {i}: summarise the weekly revenue report",
+                    agent_id=f"agent-{i % 50}" if (i // 4) % 2 else None,
+                    priority=PRIORITIES[i % 4],  # type: ignore[arg-type]
+                    context={"source": "bench", "n": i},
+                    deliverables=["summary"],
+                )
+                task = Task.create(command, by)
+                batch.append(task)
+                if i % every == 0 and len(ids) < IDS_FOR_GET:
+                    ids.append(public_id(task.id))
+            app.save(*batch)
+            done = start + len(batch)
+            if count >= 100_000 and done % (count // 10) < len(batch):
+                print(f"  seeded {done:,} / {count:,}", flush=True)
+    finally:
+        app.close()
+    if not ids:
+        raise SystemExit("--tasks must be at least 1: the get scenario needs a task to read")
+    ids_file.write_text("\n".join(ids) + "\n")
+    return time.monotonic() - started
+
+
+# --- wrk ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    duration: int
+    connections: int
+    threads: int
+    warmup: int
+    timeout: int
+
+
+def run_wrk(url: str, script: str, env: dict[str, str], seconds: int, opts: Options) -> WrkResult:
+    command = [
+        "wrk", f"-t{opts.threads}", f"-c{opts.connections}", f"-d{seconds}s", f"--timeout={opts.timeout}s",
+        "--latency", "-s", str(WRK_DIR / script), url,
+    ]
+    run_env = {**os.environ, **env, "BENCH_WRK_DIR": str(WRK_DIR)}
+    done = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"wrk failed ({done.returncode}): {' '.join(command)}\n{done.stdout}\n{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def measure(server: Server, path: str, script: str, env: dict[str, str], opts: Options) -> WrkResult:
+    """A warm-up run, then the measured one; each starts with the server idle."""
+    waited = server.settle()
+    if waited > 5:
+        print(f"(waited {waited:.0f} s for {server.name} to go idle)", end=" ", flush=True)
+    if opts.warmup > 0:
+        run_wrk(server.base + path, script, env, opts.warmup, opts)
+        server.settle()
+    return run_wrk(server.base + path, script, env, opts.duration, opts)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    backend: str
+    result: WrkResult | None
+    ratio: float | None = None
+    target: str = ""
+    note: str = ""
+
+
+def percent(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:.1%}" if ratio >= 0.01 else f"{ratio:.2%}"
+
+
+def rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+
+
+def problems(result: WrkResult, connections: int) -> list[str]:
+    """Why a run's figures cannot be taken at face value (empty when they can)."""
+    found = []
+    if result.non_2xx:
+        found.append(f"{result.non_2xx} non-2xx responses")
+    if result.error_count:
+        detail = ", ".join(f"{k} {v}" for k, v in result.socket_errors.items() if v)
+        found.append(f"{result.error_count} socket errors ({detail})")
+    if result.requests < connections:
+        found.append(f"only {result.requests} requests completed with {connections} connections open: "
+                     "the rest were still waiting when wrk stopped")
+    return found
+
+
+def ratio_target(scenario: str, backend: str) -> float | None:
+    if scenario == "create":
+        return CREATE_TARGETS.get(backend)
+    return GET_LIST_TARGETS.get(scenario)
+
+
+def judge(row: Row, tasks: int, connections: int) -> None:
+    """Fill in the target column: the issue's ratio and p99 targets, met or missed."""
+    if row.result is None:
+        return
+    parts = ["FAILED REQUESTS (see below)"] if problems(row.result, connections) else []
+    if row.scenario.startswith("bare"):
+        row.target = ", ".join(parts)
+        return
+    wanted = ratio_target(row.scenario, row.backend)
+    if wanted is not None and row.ratio is not None:
+        parts.append(f"≥{wanted:.0%} {'ok' if row.ratio >= wanted else 'MISS'}")
+    parts.append(f"p99≤{P99_TARGET_MS:.0f}ms {'ok' if row.result.p99_ms <= P99_TARGET_MS else 'MISS'}")
+    if row.scenario == "list" and tasks < 1_000_000:
+        parts.append("(target is at 1M)")
+    row.target = ", ".join(parts)
+
+
+def loadavg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+def run_backend(backend: str, workdir: Path, bare: Server, opts: Options, tasks: int,
+                key: str) -> tuple[list[Row], dict[str, Any]]:
+    """Seed, start the service, drive bare and service; everything it starts is stopped on the way out."""
+    with contextlib.ExitStack() as stack:
+        return _run_backend(backend, workdir, bare, stack, opts, tasks, key)
+
+
+def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.ExitStack,
+                 opts: Options, tasks: int, key: str) -> tuple[list[Row], dict[str, Any]]:
+    print(f"\n== {backend} == (load average {loadavg()})", flush=True)
+    if backend == "postgres":
+        cluster = _load_pg_cluster().PgCluster()
+        stack.callback(cluster.stop)
+        print("  starting a throwaway PostgreSQL cluster", flush=True)
+        cluster.start()
+        database = cluster.new_database()
+    else:
+        (workdir / "sqlite").mkdir(exist_ok=True)
+        database = f"sqlite:///{workdir / 'sqlite' / 'tasks.db'}"
+    ids_file = workdir / f"ids-{backend}.txt"
+    seconds = seed(database, tasks, key, ids_file)
+    print(f"  seeded {tasks:,} tasks through the application in {seconds:.1f} s", flush=True)
+    started = time.monotonic()
+    service = start_service(workdir, backend, database, key, tasks)
+    stack.callback(service.stop)
+    info: dict[str, Any] = {
+        "startup_seconds": round(time.monotonic() - started, 1),
+        "rss_mb_after_start": round(service.rss_mb(), 1),
+    }
+    print(f"  service up in {info['startup_seconds']} s (projection caught up), "
+          f"RSS {info['rss_mb_after_start']} MB", flush=True)
+
+    env = {"BENCH_KEY": key, "BENCH_IDS": str(ids_file)}
+    rows: list[Row] = []
+
+    def step(scenario: str, server: Server, path: str, script: str) -> WrkResult:
+        print(f"  {scenario:<10} {opts.duration} s …", end=" ", flush=True)
+        result = measure(server, path, script, env, opts)
+        print(f"{rate(result.requests_per_second)} req/s (load average {loadavg()})", flush=True)
+        if problems(result, opts.connections) and server.tail().strip():
+            print(f"  !!! failed requests; the end of {server.name}'s log:", flush=True)
+            print("\n".join("    " + line for line in server.tail(20).splitlines()), flush=True)
+        return result
+
+    bare_get = step("bare GET", bare, "/", "get.lua")
+    bare_post = step("bare POST", bare, "/agents/tasks", "create.lua")
+    rows += [Row("bare GET", backend, bare_get), Row("bare POST", backend, bare_post)]
+
+    for scenario, path, script, base in (
+        ("get", "/", "get.lua", bare_get),
+        ("list", "/", "list.lua", bare_get),
+        ("stats", "/agents/tasks/stats", "stats.lua", bare_get),
+        ("create", "/agents/tasks", "create.lua", bare_post),
+    ):
+        if scenario == "stats":
+            service.settle()
+            try:
+                status = http_status(service.base + path, key, timeout=30.0)
+            except OSError as error:
+                print(f"  stats      n/a (the probe failed: {error})", flush=True)
+                rows.append(Row("stats", backend, None, note=f"n/a: probe failed ({error})"))
+                continue
+            if status == 404:
+                print("  stats      n/a (the service answers 404: no stats endpoint yet)", flush=True)
+                rows.append(Row("stats", backend, None, note="n/a: 404, endpoint not built yet"))
+                continue
+        result = step(scenario, service, path, script)
+        rows.append(Row(scenario, backend, result, result.requests_per_second / base.requests_per_second))
+
+    info["rss_mb_after_run"] = round(service.rss_mb(), 1)
+    created = sum(r.result.requests for r in rows if r.scenario == "create" and r.result)
+    info["tasks_after_run"] = tasks + created
+    print(f"  service RSS after the run: {info['rss_mb_after_run']} MB "
+          f"(~{info['tasks_after_run']:,} tasks, warm-up creates not counted)", flush=True)
+    for row in rows:
+        judge(row, tasks, opts.connections)
+    return rows, info
+
+
+def table(rows: list[Row]) -> str:
+    head = ("scenario", "backend", "requests/s", "p50", "p99", "ratio", "non-2xx", "socket errors", "target")
+    lines = []
+    for row in rows:
+        r = row.result
+        if r is None:
+            lines.append((row.scenario, row.backend, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", row.note))
+            continue
+        errors = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v) or "0"
+        lines.append((
+            row.scenario, row.backend, rate(r.requests_per_second), f"{r.p50_ms:.2f} ms",
+            f"{r.p99_ms:.2f} ms", percent(row.ratio), str(r.non_2xx), errors, row.target,
+        ))
+    widths = [max(len(head[i]), *(len(line[i]) for line in lines)) for i in range(len(head))]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def machine() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        cpu = found.group(1).strip() if found else ""
+    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    wrk_version = (version.stdout or version.stderr).splitlines()[0].split(" [")[0] if version else "wrk"
+    import uvicorn
+
+    return (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}, uvicorn {uvicorn.__version__}, {wrk_version}")
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tasks-bench-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of each measured wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of an unmeasured wrk run before each")
+    parser.add_argument("--timeout", type=int, default=10,
+                        help="wrk's per-request timeout, seconds (a request slower than this is a socket "
+                             "error and is left out of the latencies)")
+    parser.add_argument("--tasks", type=int, default=100_000, help="tasks seeded before the reads")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, SQLite file)")
+    args = parser.parse_args(argv)
+    if args.tasks < 1 or args.duration < 1 or args.connections < 1 or args.threads < 1:
+        parser.error("--tasks, --duration, --connections and --threads must be at least 1")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed. It is a Debian package:\n    apt-get update && apt-get install -y wrk",
+              file=sys.stderr)
+        return 2
+    opts = Options(args.duration, args.connections, args.threads, args.warmup, args.timeout)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    key = "bench-" + os.urandom(12).hex()
+    about = machine()
+    print(f"{about}\nwrk -t{opts.threads} -c{opts.connections} -d{opts.duration}s --latency "
+          f"(warm-up {opts.warmup} s each); both servers: uvicorn.run defaults (1 worker, loop/http auto), "
+          f"log level warning; {args.tasks:,} seeded tasks", flush=True)
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    rows: list[Row] = []
+    infos: dict[str, dict[str, Any]] = {}
+    with workspace(args.keep) as workdir, contextlib.ExitStack() as stack:
+        bare = start_bare(workdir)
+        stack.callback(bare.stop)
+        for backend in backends:
+            backend_rows, infos[backend] = run_backend(backend, workdir, bare, opts, args.tasks, key)
+            rows += backend_rows
+
+    print(f"\n{about}")
+    given = argv if argv is not None else sys.argv[1:]
+    print(f"command: .venv/bin/python bench/http_bench.py {' '.join(given)}")
+    print(table(rows))
+    for backend, info in infos.items():
+        print(f"{backend}: service RSS {info['rss_mb_after_start']} MB after start with "
+              f"{args.tasks:,} tasks, "
+              f"{info['rss_mb_after_run']} MB after the run (~{info['tasks_after_run']:,} tasks); "
+              f"startup with projection catch-up {info['startup_seconds']} s")
+    failed = [(r, problems(r.result, opts.connections)) for r in rows if r.result]
+    failed = [(r, found) for r, found in failed if found]
+    for row, found in failed:
+        print(f"!!! {row.scenario} on {row.backend}: {'; '.join(found)}. Requests FAILED or never "
+              f"finished, and wrk's figures count only those that did !!!", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": about, "options": asdict(opts), "tasks": args.tasks, "servers": infos,
+            "rows": [{**asdict(r), "result": asdict(r.result) if r.result else None} for r in rows],
+        }, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; every server this run started has been stopped", file=sys.stderr)
+        sys.exit(130)

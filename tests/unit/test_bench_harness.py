@@ -1,0 +1,149 @@
+"""bench/: the wrk report parser on real wrk output, and the bare baseline app's two endpoints.
+
+No timings are asserted here; bench/http_bench.py prints them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from starlette.testclient import TestClient
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str) -> ModuleType:
+    """A script of bench/ (not an installed package), loaded by path once."""
+    module_name = f"bench_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+# Captured from wrk 4.1.0 (Debian) on this machine.
+CLEAN = """\
+Running 2s test @ http://127.0.0.1:8911/agents/tasks/x
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.37ms   14.87ms 213.73ms   97.29%
+    Req/Sec     7.40k     1.75k   15.53k    87.80%
+  Latency Distribution
+     50%    4.03ms
+     75%    4.40ms
+     90%    6.16ms
+     99%   92.27ms
+  30197 requests in 2.10s, 34.99MB read
+Requests/sec:  14381.56
+Transfer/sec:     16.66MB
+"""
+
+WITH_ERRORS = """\
+Running 3s test @ http://127.0.0.1:8913/
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.37ms    2.68ms  44.86ms   98.13%
+    Req/Sec     4.48k     2.99k    9.13k    61.54%
+  Latency Distribution
+     50%  815.00us
+     75%    2.04ms
+     90%    2.90ms
+     99%    5.44ms
+  6650 requests in 3.01s, 0.87MB read
+  Socket errors: connect 0, read 0, write 0, timeout 65
+  Non-2xx or 3xx responses: 742
+Requests/sec:   2209.11
+Transfer/sec:    297.53KB
+"""
+
+SEED_BODY = {
+    "task": "Analyze Q4 revenue trends and create executive report",
+    "agentId": "amy",
+    "context": {"dataSource": "revenue_q4_2024.csv", "focusAreas": ["growth", "churn", "expansion"],
+                "targetAudience": "C-suite executives"},
+    "priority": "high",
+    "deadline": "2024-10-30T17:00:00Z",
+    "deliverables": ["pdf-report", "presentation", "data-analysis"],
+}
+
+
+def test_parser_reads_a_clean_wrk_report() -> None:
+    result = load("http_bench").parse_wrk(CLEAN)
+    assert result.requests == 30197
+    assert result.seconds == pytest.approx(2.10)
+    assert result.requests_per_second == pytest.approx(14381.56)
+    assert result.p50_ms == pytest.approx(4.03)
+    assert result.p99_ms == pytest.approx(92.27)
+    assert result.non_2xx == 0
+    assert result.error_count == 0
+
+
+def test_parser_reads_microseconds_non_2xx_and_socket_errors() -> None:
+    result = load("http_bench").parse_wrk(WITH_ERRORS)
+    assert result.p50_ms == pytest.approx(0.815)
+    assert result.p99_ms == pytest.approx(5.44)
+    assert result.non_2xx == 742
+    assert result.socket_errors == {"connect": 0, "read": 0, "write": 0, "timeout": 65}
+    assert result.error_count == 65
+
+
+def test_parser_refuses_output_that_is_not_a_wrk_report() -> None:
+    with pytest.raises(ValueError, match="wrk output"):
+        load("http_bench").parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_wrk_durations_in_every_unit() -> None:
+    duration = load("http_bench")._duration_ms
+    assert duration("815.00us") == pytest.approx(0.815)
+    assert duration("1.50s") == pytest.approx(1500.0)
+    assert duration("2.00m") == pytest.approx(120_000.0)
+
+
+def test_bare_app_serves_a_json_get() -> None:
+    with TestClient(load("bare").create_app()) as client:
+        response = client.get("/agents/tasks/task_0123")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["success"] is True
+    assert body["data"]["taskId"] == "task_0123"
+    assert body["data"]["trackingUrl"].endswith("/agents/tasks/task_0123")
+
+
+def test_bare_app_validates_the_create_body_like_the_service() -> None:
+    with TestClient(load("bare").create_app()) as client:
+        created = client.post("/agents/tasks", json=SEED_BODY)
+        misspelt = client.post("/agents/tasks", json={**SEED_BODY, "agentID": "amy"})
+        bad_priority = client.post("/agents/tasks", json={**SEED_BODY, "priority": "asap"})
+        not_json = client.post("/agents/tasks", content=b"{", headers={"content-type": "application/json"})
+    assert created.status_code == 201
+    data = created.json()["data"]
+    assert (data["status"], data["agentId"], data["priority"]) == ("assigned", "amy", "high")
+    assert created.headers["location"] == data["trackingUrl"]
+    assert misspelt.status_code == 422 and "agentID" in misspelt.json()["error"]["message"]
+    assert bad_priority.status_code == 422 and "$.priority" in bad_priority.json()["error"]["message"]
+    assert not_json.status_code == 400
+
+
+def test_the_wrk_create_body_is_the_seed_body() -> None:
+    """create.lua sends the seed's body, so both servers decode the same bytes."""
+    lua = (BENCH / "wrk" / "create.lua").read_text()
+    pieces = [line.split("[[", 1)[1].rsplit("]]", 1)[0] for line in lua.splitlines() if "[[" in line]
+    assert json.loads("".join(pieces)) == SEED_BODY
+
+
+def test_a_run_with_failures_or_unfinished_requests_is_flagged() -> None:
+    harness = load("http_bench")
+    assert harness.problems(harness.parse_wrk(CLEAN), connections=64) == []
+    flagged = harness.problems(harness.parse_wrk(WITH_ERRORS), connections=64)
+    assert flagged == ["742 non-2xx responses", "65 socket errors (timeout 65)"]
+    stalled = harness.WrkResult(requests=1, seconds=10.02, requests_per_second=0.1, p50_ms=9160, p99_ms=9160)
+    assert "only 1 requests completed" in harness.problems(stalled, connections=64)[0]
