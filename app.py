@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.config import Settings
-from adapters.http import api, openapi
+from adapters import read_models
+from adapters.http import analytics, api, openapi
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
@@ -24,7 +25,6 @@ from adapters.services import Services
 from adapters.list_view import TaskListView
 from adapters.sql import open_store
 from domain.application import TaskApplication
-from projections.runner import ProjectionRunner
 
 
 def service_version() -> str:
@@ -48,17 +48,17 @@ def build_services(settings: Settings) -> Services:
     elif keys.count_active() == 0:
         generated = new_secret()
         keys.add(generated, label="first start")
-    views = [list_view]  # every read model this process keeps, each followed by its own runner
-    projections = [ProjectionRunner(app, view, poll_interval=settings.poll_interval) for view in views]
+    views = [list_view, *read_models.more_views(store)]  # every read model, each followed by its own runner
+    projections = read_models.runners(app, views, settings)  # none when a `tasks project` worker runs them
     for runner in projections:
         runner.catch_up()
         runner.start()
-    return Services(settings, app, list_view, keys, store, projections, generated_key=generated)
+    return Services(settings, app, list_view, keys, store, projections, generated_key=generated, views=views)
 
 
 def operations() -> list[api.Operation]:
     """Every endpoint of the service, from each area's operation table."""
-    return [*api.operations()]
+    return [*analytics.operations(), *api.operations()]  # analytics first: /agents/tasks/stats is no task id
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -24,3 +24,8 @@ def serve(host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     uvicorn.run("app:create_app", factory=True, host=host, port=port, log_level=log_level)
+
+
+from adapters import cli_projections  # noqa: E402  (each area registers its commands here)
+
+main.add_command(cli_projections.project); main.add_command(cli_projections.projections)  # noqa: E702

@@ -53,6 +53,7 @@ class Settings:
     read_your_writes_timeout: float = 2.0
     poll_interval: float = 0.05
     pool_size: int = 5
+    projections: str = "inline"  # inline: this process keeps its views; off: a `tasks project` worker does
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +71,12 @@ class Settings:
                 raise ConfigError(f"{name} must be greater than 0, not {text!r}")
             return value
 
+        def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+            text = env.get(name) or default
+            if text not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {text!r}")
+            return text
+
         return cls(
             database=env.get("TASKS_DATABASE") or DEFAULT_DATABASE,
             bootstrap_key=env.get("TASKS_BOOTSTRAP_KEY") or None,
@@ -77,6 +84,7 @@ class Settings:
             read_your_writes_timeout=number("TASKS_READ_YOUR_WRITES_TIMEOUT", float, cls.read_your_writes_timeout),
             poll_interval=number("TASKS_POLL_INTERVAL", float, cls.poll_interval),
             pool_size=number("TASKS_POOL_SIZE", int, cls.pool_size),
+            projections=choice("TASKS_PROJECTIONS", ("inline", "off"), cls.projections),
         )
 
     @property

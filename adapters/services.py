@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.config import Settings
 from adapters.keys import KeyStore
@@ -22,6 +23,7 @@ class Services:
     store: SqlStore
     projections: list[ProjectionRunner] = field(default_factory=list)
     generated_key: str | None = None
+    views: list[Any] = field(default_factory=list)  # every read model, also when no runner is in-process
 
     @property
     def runner(self) -> ProjectionRunner:

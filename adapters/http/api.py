@@ -16,7 +16,9 @@ from starlette.routing import Route
 
 from adapters.http import presenters as p
 from adapters.http import schemas as s
-from adapters.http.errors import ApiError, request_id, validation_details
+from adapters import read_models
+from adapters.http.errors import ApiError, request_id
+from adapters.http.exports import csv_response, parse_query, wants_csv
 from adapters.keys import Principal
 from adapters.services import Services
 from domain import commands as c
@@ -154,22 +156,36 @@ async def get_task(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
-    try:
-        query = msgspec.convert(dict(request.query_params), ListTasksQuery, strict=False)
-    except msgspec.ValidationError as error:
-        message, details = validation_details(error, "query")
-        raise ApiError(422, "validation_error", message, details) from None
-    view = services(request).list_view
-    rows, total, position = await run_in_threadpool(view.list_tasks, principal(request).tenant, query)
+    query = parse_query(request, ListTasksQuery)
+    if query.cursor is not None and query.offset:
+        raise ApiError(422, "validation_error", "give either cursor or offset, not both",
+                       {"field": "$.offset", "in": "query"})
+    svc = services(request)
+    view = svc.list_view
+    await run_in_threadpool(read_models.wait_for, svc, view, query.min_position)
+    rows, total, position, next_cursor = await run_in_threadpool(view.page, principal(request).tenant, query)
+    headers = {"X-Projection-Position": str(position), "X-Total-Count": str(total)}
     base = base_url(request)
+    tasks = [p.summary(row, base) for row in rows]
+    if wants_csv(request):
+        if next_cursor:
+            headers["X-Next-Cursor"] = next_cursor
+        fields = list(s.TaskSummary.__struct_encode_fields__)
+        return csv_response(fields, ([_csv_value(getattr(t, f)) for f in s.TaskSummary.__struct_fields__]
+                                     for t in tasks), headers)
     page = s.TaskPage(
-        tasks=[p.summary(row, base) for row in rows],
+        tasks=tasks,
         total=total,
         limit=query.limit,
         offset=query.offset,
-        has_more=query.offset + len(rows) < total,
+        has_more=next_cursor is not None,
+        next_cursor=next_cursor,
     )
-    return envelope(request, page, headers={"X-Projection-Position": str(position)})
+    return envelope(request, page, headers=headers)
+
+
+def _csv_value(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
 async def get_deliverables(request: Request) -> Response:
