@@ -49,14 +49,19 @@ COMMON_COLUMNS = """tenant TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     position BIGINT NOT NULL,
     notes TEXT NOT NULL"""
+# Each filter's index carries status too, so that exact totals and the stats' GROUP BY are
+# answered from the index alone; each sort has an index in its order, ties broken by position.
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS {table}_created ON {table} (tenant, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_created ON {table} (tenant, created_at DESC, created_position DESC, status)",
     "CREATE INDEX IF NOT EXISTS {table}_status ON {table} (tenant, status, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_agent ON {table} (tenant, agent_id, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_team ON {table} (tenant, team_id, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_priority ON {table} (tenant, priority, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_deadline ON {table} (tenant, deadline)",
-    "CREATE INDEX IF NOT EXISTS {table}_updated ON {table} (tenant, updated_at DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_agent ON {table} (tenant, agent_id, status, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_team ON {table} (tenant, team_id, status, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_priority ON {table} (tenant, priority, status, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_rank ON {table} (tenant, priority_rank, created_position)",
+    "CREATE INDEX IF NOT EXISTS {table}_updated ON {table} (tenant, updated_at, created_position)",
+    "CREATE INDEX IF NOT EXISTS {table}_deadline ON {table} (tenant, deadline, status)",
+    "CREATE INDEX IF NOT EXISTS {table}_deadline_asc ON {table} (tenant, (COALESCE(deadline, '~')), created_position)",
+    "CREATE INDEX IF NOT EXISTS {table}_deadline_desc ON {table} (tenant, (COALESCE(deadline, '')), created_position)",
 )
 
 FILTERS: tuple[tuple[str, str], ...] = (
@@ -120,7 +125,7 @@ def search_words(text: str) -> list[str]:
 class TaskListView(TableView[TaskRow]):
     """Rows of the list view, and the log position they reflect."""
 
-    schema = 2
+    schema = 3
     columns = COLUMNS
     row_type = TaskRow
     remember = "notes"  # a changed note renews the row's full-text entry

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import act, create, key_for
+from adapters.config import ConfigError, Settings
+from app import create_app
+from projections.runner import ProjectionRunner
+from tests.conftest import KEY, act, create, key_for
 
 
 def listed(client: TestClient, **params: Any) -> dict[str, Any]:
@@ -193,3 +198,23 @@ def test_analytics_roles(client: TestClient) -> None:
     assert client.get("/projections", headers=analyst).status_code == 200
     assert client.get("/agents/tasks/stats", headers=agent).status_code == 403
     assert client.get("/projections", headers=key_for(client, "client")).status_code == 403
+
+
+def test_with_projections_off_the_api_reads_what_a_worker_keeps(settings: Settings) -> None:
+    off = replace(settings, projections="off", read_your_writes_timeout=0.2)
+    with TestClient(create_app(off), headers={"Authorization": f"Bearer {KEY}"}) as client:
+        position = client.post("/agents/tasks", json={"task": "x"}).json()["metadata"]["position"]
+        states = client.get("/projections").json()["data"]["projections"]
+        assert {(p["name"], p["status"], p["position"], p["lag"]) for p in states} == {
+            ("task_list", "external", 0, position), ("task_metrics", "external", 0, position)}
+        stale = client.get("/agents/tasks", params={"minPosition": position})  # no worker yet: bounded wait
+        assert stale.headers["X-Projection-Position"] == "0" and stale.json()["data"]["total"] == 0
+
+        services = client.app_state["services"]  # type: ignore[attr-defined]
+        for view in services.views:  # what a `tasks project` worker does
+            ProjectionRunner(services.app, view).catch_up()
+        fresh = client.get("/agents/tasks", params={"minPosition": position})
+        assert fresh.headers["X-Projection-Position"] == str(position) and fresh.json()["data"]["total"] == 1
+
+    with pytest.raises(ConfigError, match="TASKS_PROJECTIONS"):
+        Settings.from_env({"TASKS_PROJECTIONS": "sometimes"})
