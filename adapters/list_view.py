@@ -49,10 +49,13 @@ COMMON_COLUMNS = """tenant TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     position BIGINT NOT NULL,
     notes TEXT NOT NULL"""
-# Each filter's index carries status too, so that exact totals and the stats' GROUP BY are
-# answered from the index alone; each sort has an index in its order, ties broken by position.
+# Each filter's index carries status, so that exact totals and the stats' GROUP BY (in index
+# order: SQLite has no hash aggregate) come from the index alone; the creation-time index also
+# carries priority, for a date range with a priority; each sort has an index in its order, ties
+# broken by position.
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS {table}_created ON {table} (tenant, created_at DESC, created_position DESC, status)",
+    "CREATE INDEX IF NOT EXISTS {table}_created ON {table} "
+    "(tenant, created_at DESC, created_position DESC, status, priority)",
     "CREATE INDEX IF NOT EXISTS {table}_status ON {table} (tenant, status, created_at DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_agent ON {table} (tenant, agent_id, status, created_at DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_team ON {table} (tenant, team_id, status, created_at DESC)",
@@ -125,7 +128,7 @@ def search_words(text: str) -> list[str]:
 class TaskListView(TableView[TaskRow]):
     """Rows of the list view, and the log position they reflect."""
 
-    schema = 3
+    schema = 5
     columns = COLUMNS
     row_type = TaskRow
     remember = "notes"  # a changed note renews the row's full-text entry

@@ -8,7 +8,7 @@ that status; the time in the current status is added at query time (up to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import msgspec
@@ -89,17 +89,6 @@ def created_row(event: ev.TaskCreated, position: int) -> MetricsRow:
         position=position,
         created_position=position,
     )
-
-
-def evolve(row: MetricsRow | None, event: ev.TaskEvent, position: int) -> MetricsRow | None:
-    """The pure fold: the row after one event (None while the task is unknown)."""
-    if isinstance(event, ev.TaskCreated):
-        return created_row(event, position)
-    if row is None or event.originator_version <= row.version:
-        return row
-    row = replace(row)
-    apply(row, event, position)
-    return row
 
 
 def _enter(row: MetricsRow, status: str, at: int) -> None:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from adapters import read_models
 from adapters.http.api import Operation, envelope, principal, services
 from adapters.http.exports import csv_response, parse_query, wants_csv
-from adapters.http.schemas import Shape
+from adapters.http.schemas import Envelope, Shape
 from domain.statuses import Status
 from projections.queries import MetricsQuery, StatsQuery
 from projections.task_metrics import MetricsSummary, micros
@@ -114,8 +114,6 @@ async def projections(request: Request) -> Response:
 
 def operations() -> list[Operation]:
     """Listed before the task routes, so that /agents/tasks/stats is not read as a task id."""
-    from adapters.http.schemas import Envelope
-
     return [
         Operation("GET", "/agents/tasks/stats", "task_stats", "Exact task counts by status, grouped", stats,
                   Envelope[Stats], query=StatsQuery, tag="analytics", roles=ANALYSTS),
