@@ -120,6 +120,12 @@ class ProjectionRunner:
         batch = self.read(self._position, self.batch_size)
         if not batch:
             return 0
+        if not self._apply(batch):
+            return self.step()
+        return len(batch)
+
+    def _apply(self, batch: list[tuple[int, Any]]) -> bool:
+        """Apply one batch read after the current position; False if the view had moved."""
         last = batch[-1][0]
         try:
             self.view.apply_batch(batch, Tracking(self.view.name, last), after=self._position)
@@ -128,11 +134,11 @@ class ProjectionRunner:
             with self._changed:
                 self._position = self.view.position()
                 self._changed.notify_all()
-            return self.step()
+            return False
         with self._changed:
             self._position = last
             self._changed.notify_all()
-        return len(batch)
+        return True
 
     def _read(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """The next events after ``after``, through the library's notifications and mapper."""
