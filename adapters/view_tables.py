@@ -8,7 +8,8 @@ advanced in the same transaction as its rows, by compare-and-set: a batch
 applies only if the table is still where its reader found it. A rebuild
 fills a new table beside the live one and then repoints the registry in one
 transaction; writers and readers resolve the table in each transaction, so
-queries keep being answered from the old copy until the swap.
+queries keep being answered from the old copy until the swap. The old copy is
+dropped at the next swap, not at this one, so that no reader loses its table.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ ADVANCE_FROM = (
     "ON CONFLICT (name) DO UPDATE SET position = excluded.position "
     "WHERE projection_tracking.position = ? RETURNING position"
 )
+SELECT_TRACKED = "SELECT name FROM projection_tracking"
 DROP_TRACKING = "DELETE FROM projection_tracking WHERE name = ?"
 
 
@@ -148,8 +150,13 @@ class TableView(Generic[R]):
             if self._lock_position(cursor, new) < live:
                 return False  # the live copy moved on meanwhile: catch up and try again
             cursor.execute(self._sql(SET_PHYSICAL), (self.name, new))
-            if old and old != new:
-                self._drop(cursor, old)
+            # The copy just replaced stays until the next swap: a reader on PostgreSQL that looked
+            # up the table a moment before this commit may still be about to read it.
+            cursor.execute(SELECT_TRACKED)
+            for found in cursor.fetchall():
+                table = str(found["name"])
+                if table.startswith(f"{self.name}_s") and table not in (old, new):
+                    self._drop(cursor, table)
         return True
 
     def discard(self) -> None:

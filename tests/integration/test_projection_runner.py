@@ -9,6 +9,7 @@ from collections.abc import Callable
 from adapters.config import Settings
 from adapters.list_view import TaskListView
 from adapters.log_reader import LogReader
+from adapters.services import Services
 from adapters.sql import open_store
 from app import build_services
 from domain import commands as c
@@ -83,6 +84,7 @@ def test_a_rebuild_is_swapped_in_while_the_live_copy_keeps_answering(settings: S
             seen_during.append(len(services.list_view.all_rows()))  # the live copy answers meanwhile
 
         position = rebuild(services.app, services.list_view, batch_size=5, progress=progress)
+        assert copies(services) == 2  # the replaced copy stays until the next swap, for readers in flight
 
         assert position == written.position
         assert seen_during and set(seen_during) == {20}
@@ -91,5 +93,15 @@ def test_a_rebuild_is_swapped_in_while_the_live_copy_keeps_answering(settings: S
         services.written(after.position)  # the live runner follows the new copy from where it stands
         assert len(services.list_view.all_rows()) == 21
         assert services.list_view.position() == after.position
+
+        rebuild(services.app, services.list_view)  # the copy replaced last time goes now, the latest stays
+        assert copies(services) == 2
     finally:
         services.close()
+
+
+def copies(services: Services) -> int:
+    """How many tables of the list view exist (the live one, and the one it replaced)."""
+    with services.store.transaction(commit=False) as cursor:
+        cursor.execute("SELECT name FROM projection_tracking")
+        return sum(str(found["name"]).startswith("task_list_s") for found in cursor.fetchall())
