@@ -16,8 +16,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.config import Settings
+from adapters import read_models
 from adapters.event_index import open_event_index
-from adapters.http import api, audit, openapi
+from adapters.http import analytics, api, audit, openapi
 from adapters.http import keys as keys_api
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.idempotency import IdempotencyStore
@@ -30,7 +31,6 @@ from adapters.list_view import TaskListView
 from adapters.sql import open_store, record_schema_version, startup_lock
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
-from projections.runner import ProjectionRunner
 
 
 def service_version() -> str:
@@ -51,7 +51,7 @@ def build_services(settings: Settings) -> Services:
         keys.create_table()
         idempotency = IdempotencyStore(store, settings.idempotency_ttl)
         idempotency.create_table()
-        views = [list_view, open_event_index(store)]  # every read model this process keeps
+        views = [list_view, *read_models.more_views(store), open_event_index(store)]  # every read model
         record_schema_version(store)
         generated = None
         if settings.bootstrap_key:
@@ -59,19 +59,20 @@ def build_services(settings: Settings) -> Services:
         elif keys.count_active() == 0:
             generated = new_secret()
             keys.add(generated, label="first start")
-    projections = [ProjectionRunner(app, view, poll_interval=settings.poll_interval) for view in views]
+    projections = read_models.runners(app, views, settings)  # none when a `tasks project` worker runs them
     for runner in projections:
         runner.catch_up()
         runner.start()
     writer = CommandWriter(app)
     writer.start()
     return Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer,
-                    idempotency=idempotency)
+                    idempotency=idempotency, views=views)
 
 
 def operations() -> list[api.Operation]:
     """Every endpoint of the service, from each area's operation table."""
-    return [*api.operations(), *audit.operations(), *keys_api.operations()]
+    # analytics first: /agents/tasks/stats is no task id
+    return [*analytics.operations(), *api.operations(), *audit.operations(), *keys_api.operations()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

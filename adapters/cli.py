@@ -33,7 +33,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 
 # --- each area's commands, registered here ------------------------------------
-from adapters import cli_audit  # noqa: E402
+from adapters import cli_audit, cli_projections  # noqa: E402
 from adapters.cli_keys import keys  # noqa: E402
 from adapters.cli_migrate import migrate_command  # noqa: E402
 
@@ -41,3 +41,5 @@ main.add_command(migrate_command)
 main.add_command(keys)
 main.add_command(cli_audit.audit_group)
 main.add_command(cli_audit.history)
+main.add_command(cli_projections.project)
+main.add_command(cli_projections.projections)

@@ -60,6 +60,7 @@ class Settings:
     idempotency_wait: float = 10.0  # seconds a repeat waits for the first request before 409
     max_json_depth: int = 10  # nesting of a free-form object (context, budget, result.data, error.details)
     max_json_bytes: int = 65_536  # encoded size of one free-form object
+    projections: str = "inline"  # inline: this process keeps its views; off: a `tasks project` worker does
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +78,12 @@ class Settings:
                 raise ConfigError(f"{name} must be greater than 0, not {text!r}")
             return value
 
+        def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+            text = env.get(name) or default
+            if text not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {text!r}")
+            return text
+
         return cls(
             database=env.get("TASKS_DATABASE") or DEFAULT_DATABASE,
             bootstrap_key=env.get("TASKS_BOOTSTRAP_KEY") or None,
@@ -91,6 +98,7 @@ class Settings:
             idempotency_wait=number("TASKS_IDEMPOTENCY_WAIT", float, cls.idempotency_wait),
             max_json_depth=number("TASKS_MAX_JSON_DEPTH", int, cls.max_json_depth),
             max_json_bytes=number("TASKS_MAX_JSON_BYTES", int, cls.max_json_bytes),
+            projections=choice("TASKS_PROJECTIONS", ("inline", "off"), cls.projections),
         )
 
     @property

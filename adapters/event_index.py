@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
-from adapters.list_view import ADVANCE_TRACKING, CREATE_TRACKING, SELECT_POSITION
+from adapters.view_tables import ADVANCE as ADVANCE_TRACKING
+from adapters.view_tables import ADVANCE_FROM, CREATE_TRACKING, SELECT_POSITION
 from adapters.sql import SqlStore
 from domain.ids import public_id
 from domain.task import TaskEvent
+from projections.runner import PositionMovedError
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS event_index (
@@ -67,17 +69,22 @@ class EventIndex:
             for index in CREATE_INDEXES:
                 cursor.execute(index)
 
-    def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking) -> None:
+    def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking,
+                    after: int | None = None) -> None:
         rows = [(position, event.tenant, public_id(event.originator_id), event.originator_version,  # type: ignore[arg-type]
                  type(event).__name__, stamp(event.timestamp)) for position, event in batch]
         with self.store.transaction(commit=True) as cursor:
+            # Tracking first: a write takes SQLite's write lock at once; ``after`` makes it a compare-and-set.
+            if after is None:
+                cursor.execute(self._sql(ADVANCE_TRACKING), (tracking.application_name, tracking.notification_id))
+            else:
+                cursor.execute(self._sql(ADVANCE_FROM), (tracking.application_name, tracking.notification_id, after))
+            if cursor.fetchone() is None:
+                if after is not None:
+                    raise PositionMovedError(f"{self.name} is no longer at {after}")
+                raise IntegrityError(f"{self.name} is already at or past {tracking.notification_id}")
             if rows:
                 cursor.executemany(self._sql(INSERT), rows)
-            cursor.execute(self._sql(ADVANCE_TRACKING), (tracking.application_name, tracking.notification_id))
-            if cursor.fetchone() is None:
-                from eventsourcing.persistence import IntegrityError
-
-                raise IntegrityError(f"{self.name} is already at or past {tracking.notification_id}")
 
     def position(self) -> int:
         with self.store.transaction(commit=False) as cursor:

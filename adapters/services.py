@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.config import Settings
 from adapters.http.idempotency import IdempotencyStore
@@ -28,6 +29,7 @@ class Services:
     writer: CommandWriter | None = None
     metrics: Metrics = field(default_factory=Metrics)
     idempotency: IdempotencyStore | None = None
+    views: list[Any] = field(default_factory=list)  # every read model, also when no runner is in-process
 
     @property
     def runner(self) -> ProjectionRunner:

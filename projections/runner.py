@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,13 +21,19 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from domain.application import TaskApplication
 from domain.task import TaskEvent
 
+
+class PositionMovedError(IntegrityError):
+    """Raised by a view when its tracked position is no longer the one a batch was read
+    after (another process applied events, or a rebuild was swapped in)."""
+
 log = logging.getLogger(__name__)
 
 
 class View(Protocol):
     name: str
 
-    def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking) -> None: ...
+    def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking,
+                    after: int | None = None) -> None: ...
 
     def position(self) -> int: ...
 
@@ -40,6 +46,10 @@ class ProjectionStatus:
     head: int
     last_error: str | None
 
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
 
 class ProjectionRunner:
     """Follows the application's log and applies it to one view."""
@@ -49,15 +59,17 @@ class ProjectionRunner:
         app: TaskApplication,
         view: View,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         poll_interval: float = 0.05,
         max_backoff: float = 5.0,
+        reader: Callable[[int, int], list[tuple[int, Any]]] | None = None,
     ) -> None:
         self.app = app
         self.view = view
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        self.read = reader or self._read
         self._position = view.position()
         self._changed = threading.Condition()
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -113,58 +125,76 @@ class ProjectionRunner:
                     self._async_waiters.remove(waiter)
             return self._position >= position
 
-    def catch_up(self) -> int:
-        """Apply everything up to the log's head now, in this thread; returns events applied."""
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Apply everything up to the log's head now, in this thread; returns events applied.
+        ``progress(applied, position)`` is called after each batch."""
+        self._position = self.view.position()
         applied = 0
         while (count := self.step()) > 0:
             applied += count
+            if progress is not None:
+                progress(count, self._position)
         return applied
 
     def step(self) -> int:
         """Apply the next batch after the tracked position; returns its size."""
-        notifications = self.app.recorder.select_notifications(
-            start=self._position, limit=self.batch_size, inclusive_of_start=False
-        )
-        if not notifications:
+        batch = self.read(self._position, self.batch_size)
+        if not batch:
             return 0
-        to_event = self.app.mapper.to_domain_event
-        batch: list[tuple[int, Any]] = [(n.id, to_event(n)) for n in notifications]
-        last = notifications[-1].id
-        self.view.apply_batch(batch, Tracking(self.view.name, last))
-        with self._changed:
-            self._position = last
-            self._changed.notify_all()
-            ready = [w for w in self._async_waiters if w[0] <= last]
-            self._async_waiters = [w for w in self._async_waiters if w[0] > last]
-        for _, loop, future in ready:
-            loop.call_soon_threadsafe(_release, future)
+        if not self._apply(batch):
+            return self.step()
         return len(batch)
 
-    def describe(self) -> ProjectionStatus:
-        head = self.app.recorder.max_notification_id() or 0
-        return ProjectionStatus(self.view.name, self.status, self._position, head, self.last_error)
+    def _apply(self, batch: list[tuple[int, Any]]) -> bool:
+        """Apply one batch read after the current position; False if the view had moved."""
+        last = batch[-1][0]
+        try:
+            self.view.apply_batch(batch, Tracking(self.view.name, last), after=self._position)
+        except PositionMovedError:
+            # Another process applied these, or a rebuild was swapped in: read on from where the view is.
+            self._moved_to(self.view.position())
+            return False
+        self._moved_to(last)
+        return True
+
+    def _moved_to(self, position: int) -> None:
+        """Record the view's new position and release whoever waits for it."""
+        with self._changed:
+            self._position = position
+            self._changed.notify_all()
+            ready = [w for w in self._async_waiters if w[0] <= position]
+            self._async_waiters = [w for w in self._async_waiters if w[0] > position]
+        for _, loop, future in ready:
+            loop.call_soon_threadsafe(_release, future)
 
     def _resync(self) -> None:
-        """Take the view's recorded position (it may have moved in another process)."""
+        """Take the view's recorded position, unless the store cannot even say it."""
         try:
             position = self.view.position()
         except Exception:  # noqa: BLE001 - unreachable store: keep ours, the next step retries
             return
-        with self._changed:
-            self._position = max(self._position, position)
+        self._moved_to(position)
+
+    def _read(self, after: int, limit: int) -> list[tuple[int, Any]]:
+        """The next events after ``after``, through the library's notifications and mapper."""
+        notifications = self.app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+        to_event = self.app.mapper.to_domain_event
+        return [(n.id, to_event(n)) for n in notifications]
+
+    def describe(self) -> ProjectionStatus:
+        head = self.app.recorder.max_notification_id() or 0
+        return ProjectionStatus(self.view.name, self.status, self._position, head, self.last_error)
 
     def _run(self) -> None:
         backoff = self.poll_interval
         while not self._stopping.is_set():
             try:
                 applied = self.step()
-            except IntegrityError:  # another process applied this batch first: carry on from there
-                self._resync()
-                continue
             except Exception as error:  # supervised: report, back off, retry the same batch
                 log.exception("projection %s failed at position %s", self.view.name, self._position)
                 self.status = "failed"
                 self.last_error = f"{type(error).__name__}: {error}"
+                self._resync()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

@@ -1,12 +1,14 @@
 """The list view's fold: one row per task, kept from the task's events.
 
-The fold is pure (row in, event in, row out); a store adapter loads the rows
-a batch touches, folds the batch and writes each row once, with the batch's
-last log position, in one transaction.
+``evolve`` is the pure fold (row in, event in, row out). A store adapter uses
+``apply``, the same fold in place on rows it owns for one batch (a copy per
+event would cost more than the rest of a rebuild), then writes each touched
+row once, with the batch's last log position, in one transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -15,17 +17,20 @@ from domain.ids import public_id
 from domain.statuses import Status, priority_rank
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+TERMINAL = frozenset({"completed", "cancelled"})
 
 
 def sortable_time(moment: datetime | None) -> str | None:
     """UTC, fixed width, so that text order is time order in any SQL store."""
     if moment is None:
         return None
-    utc = moment.astimezone(timezone.utc)
-    return f"{utc.year:04d}" + utc.strftime(TIME_FORMAT[2:])  # %Y does not pad years before 1000
+    text = moment.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):
+        return text[:-6] + "Z"
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TaskRow:
     task_id: str
     tenant: str
@@ -44,83 +49,129 @@ class TaskRow:
     attempt: int
     created_position: int
     position: int
+    notes: str = ""  # every note's text, one per line, for full-text search
+
+    def search_text(self) -> str:
+        return f"{self.task}\n{self.notes}" if self.notes else self.task
+
+    def is_overdue(self, now: str) -> bool:
+        return self.deadline is not None and self.deadline < now and self.status not in TERMINAL
 
 
 COLUMNS: tuple[str, ...] = tuple(TaskRow.__dataclass_fields__)
 
 
+def created_row(event: ev.TaskCreated, position: int) -> TaskRow:
+    at = sortable_time(event.timestamp) or ""
+    return TaskRow(
+        task_id=public_id(event.originator_id),
+        tenant=event.tenant,
+        task=event.task,
+        status=Status.PENDING.value,
+        agent_id=event.agent_id,
+        team_id=event.team_id,
+        priority=event.priority,
+        priority_rank=priority_rank(event.priority),
+        progress=0,
+        phase=None,
+        deadline=sortable_time(event.deadline),
+        created_at=at,
+        updated_at=at,
+        version=event.originator_version,
+        attempt=1,
+        created_position=position,
+        position=position,
+    )
+
+
 def evolve(row: TaskRow | None, event: ev.TaskEvent, position: int) -> TaskRow | None:
     """The row after one event (None while the task is unknown to the view)."""
     if isinstance(event, ev.TaskCreated):
-        return TaskRow(
-            task_id=public_id(event.originator_id),
-            tenant=event.tenant,
-            task=event.task,
-            status=Status.PENDING.value,
-            agent_id=event.agent_id,
-            team_id=event.team_id,
-            priority=event.priority,
-            priority_rank=priority_rank(event.priority),
-            progress=0,
-            phase=None,
-            deadline=sortable_time(event.deadline),
-            created_at=sortable_time(event.timestamp) or "",
-            updated_at=sortable_time(event.timestamp) or "",
-            version=event.originator_version,
-            attempt=1,
-            created_position=position,
-            position=position,
-        )
+        return created_row(event, position)
     if row is None or event.originator_version <= row.version:
-        return row  # an event the row already reflects changes nothing
-    row = replace(
-        row,
-        version=event.originator_version,
-        updated_at=sortable_time(event.timestamp) or row.updated_at,
-        position=position,
-    )
-    return _evolve_fields(row, event)
+        return row
+    row = replace(row)
+    apply(row, event, position)
+    return row
 
 
-def _evolve_fields(row: TaskRow, event: ev.TaskEvent) -> TaskRow:
-    match event:
-        case ev.TaskAssigned(agent_id=agent_id, team_id=team_id):
-            return replace(row, status="assigned", agent_id=agent_id, team_id=team_id or row.team_id)
-        case ev.TaskStarted():
-            return replace(row, status="in_progress", phase=row.phase or "started")
-        case ev.ProgressReported(progress=progress, phase=phase):
-            return replace(row, progress=progress, phase=phase if phase is not None else row.phase)
-        case ev.TaskBlocked():
-            return replace(row, status="blocked")
-        case ev.TaskUnblocked():
-            return replace(row, status="in_progress")
-        case ev.SubmittedForReview():
-            return replace(row, status="review", phase="review")
-        case ev.ChangesRequested():
-            return replace(row, status="in_progress", phase="changes requested")
-        case ev.TaskCompleted():
-            return replace(row, status="completed", progress=100, phase="completed")
-        case ev.TaskFailed():
-            return replace(row, status="failed", phase="failed")
-        case ev.TaskCancelled():
-            return replace(row, status="cancelled", phase="cancelled")
-        case ev.TaskRetried(agent_id=agent_id, attempt=attempt):
-            status = "assigned" if agent_id else "pending"
-            return replace(row, status=status, agent_id=agent_id, attempt=attempt, progress=0, phase=None)
-        case ev.TaskEscalated(priority=priority, team_id=team_id, agent_id=agent_id):
-            return replace(
-                row,
-                priority=priority,
-                priority_rank=priority_rank(priority),
-                team_id=team_id if team_id is not None else row.team_id,
-                agent_id=agent_id if agent_id is not None else row.agent_id,
-            )
-        case ev.TaskUpdated(priority=priority, deadline=deadline, clear_deadline=clear):
-            if priority is not None:
-                row = replace(row, priority=priority, priority_rank=priority_rank(priority))
-            if clear:
-                row = replace(row, deadline=None)
-            elif deadline is not None:
-                row = replace(row, deadline=sortable_time(deadline))
-            return row
-    return row  # FeedbackGiven and future events leave the list row as it was
+def apply(row: TaskRow, event: ev.TaskEvent, position: int) -> bool:
+    """Fold one later event into ``row`` in place; False when the row already reflects it."""
+    if event.originator_version <= row.version:
+        return False
+    row.version = event.originator_version
+    row.updated_at = sortable_time(event.timestamp) or row.updated_at
+    row.position = position
+    change = _CHANGES.get(type(event))
+    if change is not None:
+        change(row, event)
+    return True  # FeedbackGiven and future events only move version and updatedAt
+
+
+def _assigned(row: TaskRow, e: ev.TaskAssigned) -> None:
+    row.status, row.agent_id = "assigned", e.agent_id
+    if e.team_id:
+        row.team_id = e.team_id
+
+
+def _started(row: TaskRow, e: ev.TaskStarted) -> None:
+    row.status, row.phase = "in_progress", row.phase or "started"
+
+
+def _progress(row: TaskRow, e: ev.ProgressReported) -> None:
+    row.progress = e.progress
+    if e.phase is not None:
+        row.phase = e.phase
+
+
+def _status(status: str, phase: str | None = None) -> Callable[[TaskRow, ev.TaskEvent], None]:
+    def change(row: TaskRow, e: ev.TaskEvent) -> None:
+        row.status = status
+        if phase is not None:
+            row.phase = phase
+    return change
+
+
+def _completed(row: TaskRow, e: ev.TaskCompleted) -> None:
+    row.status, row.progress, row.phase = "completed", 100, "completed"
+
+
+def _retried(row: TaskRow, e: ev.TaskRetried) -> None:
+    row.status = "assigned" if e.agent_id else "pending"
+    row.agent_id, row.attempt, row.progress, row.phase = e.agent_id, e.attempt, 0, None
+
+
+def _escalated(row: TaskRow, e: ev.TaskEscalated) -> None:
+    row.priority, row.priority_rank = e.priority, priority_rank(e.priority)
+    if e.team_id is not None:
+        row.team_id = e.team_id
+    if e.agent_id is not None:
+        row.agent_id = e.agent_id
+
+
+def _updated(row: TaskRow, e: ev.TaskUpdated) -> None:
+    if e.priority is not None:
+        row.priority, row.priority_rank = e.priority, priority_rank(e.priority)
+    if e.clear_deadline:
+        row.deadline = None
+    elif e.deadline is not None:
+        row.deadline = sortable_time(e.deadline)
+    if e.notes is not None:
+        row.notes = f"{row.notes}\n{e.notes}" if row.notes else e.notes
+
+
+_CHANGES: dict[type, Callable[[TaskRow, ev.TaskEvent], None]] = {  # type: ignore[dict-item]
+    ev.TaskAssigned: _assigned,
+    ev.TaskStarted: _started,
+    ev.ProgressReported: _progress,
+    ev.TaskBlocked: _status("blocked"),
+    ev.TaskUnblocked: _status("in_progress"),
+    ev.SubmittedForReview: _status("review", "review"),
+    ev.ChangesRequested: _status("in_progress", "changes requested"),
+    ev.TaskCompleted: _completed,
+    ev.TaskFailed: _status("failed", "failed"),
+    ev.TaskCancelled: _status("cancelled", "cancelled"),
+    ev.TaskRetried: _retried,
+    ev.TaskEscalated: _escalated,
+    ev.TaskUpdated: _updated,
+}

@@ -18,7 +18,9 @@ from adapters.http import as_of
 from adapters.http import idempotency
 from adapters.http import presenters as p
 from adapters.http import schemas as s
+from adapters import read_models
 from adapters.http.errors import ApiError, request_id, validation_details
+from adapters.http.exports import csv_response, parse_query, wants_csv
 from adapters.http.limits import check_free_form
 from adapters.keys import Principal
 from adapters.services import Services
@@ -30,7 +32,6 @@ from projections.queries import ListTasksQuery
 
 _encoder = msgspec.json.Encoder()
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
-_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 
 
 # Who may call what (the README's role matrix). Agents act on the agent side
@@ -124,28 +125,7 @@ async def read_body(request: Request, command_type: type[Any]) -> Any:
     return command
 
 
-def read_query(request: Request, query_type: type[Any]) -> Any:
-    """The query string decoded into its struct (422 naming the parameter). Each parameter may come
-    once; text stays text (`?agentId=null` is the agent "null", `?status=null` is refused), and
-    only integer fields parse numbers."""
-    params = request.query_params
-    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
-    if repeated:
-        raise ApiError(422, "validation_error", f"query parameter {repeated[0]} is given more than once",
-                       {"field": f"$.{repeated[0]}", "in": "query", "reason": "given more than once"})
-    integers = {f.encode_name for f in msgspec.inspect.type_info(query_type).fields  # type: ignore[attr-defined]
-                if _takes_int(f.type)}
-    values = {name: int(v) if name in integers and _INTEGER.match(v) else v for name, v in params.items()}
-    try:
-        return msgspec.convert(values, query_type)
-    except msgspec.ValidationError as error:
-        message, details = validation_details(error, "query")
-        raise ApiError(422, "validation_error", message, details) from None
-
-
-def _takes_int(kind: Any) -> bool:
-    options = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
-    return any(isinstance(option, msgspec.inspect.IntType) for option in options)
+read_query = parse_query  # every query string is read the same strict way
 
 
 def expected_version(request: Request) -> int | None:
@@ -228,23 +208,41 @@ async def get_task(request: Request) -> Response:
 
 async def list_tasks(request: Request) -> Response:
     query: ListTasksQuery = read_query(request, ListTasksQuery)
+    if query.cursor is not None and query.offset:
+        raise ApiError(422, "validation_error", "give either cursor or offset, not both",
+                       {"field": "$.offset", "in": "query"})
     who = principal(request)
     if who.role == "agent":  # an agent lists only its own tasks
         if query.agent_id not in (None, who.agent_id):
             return envelope(request, s.TaskPage(tasks=[], total=0, limit=query.limit, offset=query.offset,
                                                 has_more=False))
         query = msgspec.structs.replace(query, agent_id=who.agent_id)
-    view = services(request).list_view
-    rows, total, position = await run_in_threadpool(view.list_tasks, principal(request).tenant, query)
+    svc = services(request)
+    view = svc.list_view
+    await run_in_threadpool(read_models.wait_for, svc, view, query.min_position)
+    rows, total, position, next_cursor = await run_in_threadpool(view.page, who.tenant, query)
+    headers = {"X-Projection-Position": str(position), "X-Total-Count": str(total)}
     base = base_url(request)
+    tasks = [p.summary(row, base) for row in rows]
+    if wants_csv(request):
+        if next_cursor:
+            headers["X-Next-Cursor"] = next_cursor
+        fields = list(s.TaskSummary.__struct_encode_fields__)
+        return csv_response(fields, ([_csv_value(getattr(t, f)) for f in s.TaskSummary.__struct_fields__]
+                                     for t in tasks), headers)
     page = s.TaskPage(
-        tasks=[p.summary(row, base) for row in rows],
+        tasks=tasks,
         total=total,
         limit=query.limit,
         offset=query.offset,
-        has_more=query.offset + len(rows) < total,
+        has_more=next_cursor is not None,
+        next_cursor=next_cursor,
     )
-    return envelope(request, page, headers={"X-Projection-Position": str(position)})
+    return envelope(request, page, headers=headers)
+
+
+def _csv_value(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
 async def get_deliverables(request: Request) -> Response:

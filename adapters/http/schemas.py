@@ -137,6 +137,7 @@ class TaskPage(Shape):
     limit: int
     offset: int
     has_more: bool
+    next_cursor: str | None = None  # pass as ?cursor= for the next page
 
 
 class DeliverableView(Shape):

@@ -32,7 +32,8 @@ def test_openapi_lists_every_operation_with_resolvable_schemas(client: TestClien
     assert create_schema["required"] == ["task"]
     assert sorted(create_schema["properties"]["priority"]["enum"]) == ["high", "low", "medium", "urgent"]
     list_params = {p["name"] for p in spec["paths"]["/agents/tasks"]["get"]["parameters"]}
-    assert list_params == {"status", "agentId", "teamId", "priority", "startDate", "endDate", "limit", "offset"}
+    assert list_params == {"status", "agentId", "teamId", "priority", "startDate", "endDate", "limit", "offset",
+                           "overdue", "q", "sort", "cursor", "minPosition"}
 
 
 def test_every_operation_in_the_document_is_served(client: TestClient) -> None:

@@ -25,6 +25,8 @@ WORKERS = frozenset({"admin", "agent"})
 TASK_READERS = frozenset({"admin", "client", "agent", "auditor"})
 ADMIN = frozenset({"admin"})
 AUDITORS = frozenset({"admin", "auditor"})
+ANALYSTS = frozenset({"admin", "analyst", "client", "auditor"})
+OPERATORS = frozenset({"admin", "analyst"})
 
 # How a task of tenant acme, assigned to agent amy, is brought to each status.
 FAIL = ("fail", {"error": {"code": "broken", "message": "it broke"}})
@@ -63,6 +65,9 @@ MATRIX: dict[str, Cell] = {
     "task_events": Cell(TASK_READERS, "assigned"),
     "event_feed": Cell(AUDITORS),
     "audit_checkpoint": Cell(AUDITORS),
+    "task_stats": Cell(ANALYSTS),
+    "task_metrics": Cell(ANALYSTS),
+    "list_projections": Cell(OPERATORS),
     "create_task": Cell(REQUESTERS, body={"task": "Write the summary"}, ok=201),
     "list_tasks": Cell(EVERY_ROLE),
     "get_task": Cell(TASK_READERS, "assigned"),

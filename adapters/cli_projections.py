@@ -1,0 +1,114 @@
+"""`tasks project` (the projection worker) and `tasks projections rebuild|status`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from adapters.config import Settings
+
+
+def _open(settings: Settings) -> tuple[Any, Any, list[Any]]:
+    from adapters import read_models
+    from adapters.list_view import TaskListView
+    from adapters.sql import open_store
+    from domain.application import TaskApplication
+
+    app = TaskApplication(env=settings.eventsourcing_env())
+    store = open_store(settings, settings.pool_size)
+    list_view = TaskListView(store)
+    list_view.create_table()
+    return app, store, [list_view, *read_models.more_views(store)]
+
+
+@click.command()
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Events applied per transaction.")
+def project(batch_size: int) -> None:
+    """Keep every view up to date from the event log, as its own process (no HTTP).
+
+    Run it beside `tasks serve` started with TASKS_PROJECTIONS=off. Stop it with
+    SIGTERM or Ctrl-C; whatever it stops in the middle of is applied again, exactly
+    once, at the next start.
+    """
+    from adapters.read_models import runners as make_runners
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    app, store, views = _open(settings)
+    runners = make_runners(app, views, replace(settings, projections="inline"), batch_size=batch_size)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    for runner in runners:
+        runner.start()
+    click.echo(f"projecting {', '.join(v.name for v in views)} (batches of {batch_size})", err=True)
+    try:
+        while not stop.wait(5.0):
+            for runner in runners:
+                found = runner.describe()
+                if found.status == "failed":
+                    click.echo(f"{found.name}: failed at {found.position}: {found.last_error}", err=True)
+    finally:
+        for runner in runners:
+            runner.stop()
+        app.close()
+        store.close()
+
+
+@click.group()
+def projections() -> None:
+    """Inspect and rebuild the read models (views)."""
+
+
+@projections.command()
+def status() -> None:
+    """Each view's position, the log head and the lag."""
+    settings = Settings.from_env()
+    app, store, views = _open(settings)
+    try:
+        head = app.recorder.max_notification_id() or 0
+        for view in views:
+            position = view.position()
+            click.echo(f"{view.name:<16} position {position:>10}  head {head:>10}  lag {head - position:>10}")
+    finally:
+        app.close()
+        store.close()
+
+
+@projections.command()
+@click.argument("name")
+@click.option("--batch-size", default=20_000, show_default=True, type=click.IntRange(1, 1_000_000))
+def rebuild(name: str, batch_size: int) -> None:
+    """Rebuild the view NAME from position 0 beside the live copy, then swap it in.
+
+    Queries keep being answered from the live copy until the swap, which is one transaction.
+    """
+    from adapters.log_reader import LogReader
+    from projections.rebuild import rebuild as rebuild_view
+
+    settings = Settings.from_env()
+    app, store, views = _open(settings)
+    try:
+        view = next((v for v in views if v.name == name), None)
+        rebuildable = [v.name for v in views if hasattr(v, "beside")]
+        if view is None or name not in rebuildable:
+            raise click.BadParameter(f"no rebuildable view {name!r}; there are: {', '.join(rebuildable)}",
+                                     param_hint="NAME")
+        head = app.recorder.max_notification_id() or 0
+        with click.progressbar(length=head, label=f"rebuilding {name}", file=click.get_text_stream("stderr"),
+                               show_pos=True) as bar:
+            def advance(count: int, position: int) -> None:
+                bar.update(min(position, bar.length) - bar.pos)
+
+            position = rebuild_view(app, view, batch_size=batch_size, progress=advance,
+                                    reader=LogReader(app))
+        click.echo(f"{name} rebuilt and swapped in at position {position}")
+    finally:
+        app.close()
+        store.close()

@@ -1,0 +1,73 @@
+"""The read side's wiring: which views there are, who keeps them, and how a query
+waits for a position and reports on each view."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from adapters.config import Settings
+from adapters.log_reader import LogReader
+from adapters.metrics_view import TaskMetricsView
+from adapters.sql import SqlStore
+from domain.application import TaskApplication
+from projections.runner import ProjectionRunner, ProjectionStatus
+
+POLL = 0.02
+
+
+def more_views(store: SqlStore) -> list[Any]:
+    """The views beside the list view, their tables created."""
+    views: list[Any] = [TaskMetricsView(store)]
+    for view in views:
+        view.create_table()
+    return views
+
+
+def runners(app: TaskApplication, views: list[Any], settings: Settings, *,
+            batch_size: int | None = None) -> list[ProjectionRunner]:
+    """One runner per view, unless projections are kept by another process."""
+    if settings.projections == "off":
+        return []
+    return [ProjectionRunner(app, view, poll_interval=settings.poll_interval, reader=LogReader(app),
+                             **({"batch_size": batch_size} if batch_size else {}))
+            for view in views]
+
+
+def view_named(services: Any, name: str) -> Any:
+    return next(view for view in services.views if view.name == name)
+
+
+def runner_of(services: Any, view: Any) -> ProjectionRunner | None:
+    return next((r for r in services.projections if r.view is view), None)
+
+
+def wait_for(services: Any, view: Any, position: int) -> bool:
+    """Wait, bounded by TASKS_READ_YOUR_WRITES_TIMEOUT, until ``view`` reflects ``position``."""
+    if position <= 0:
+        return True
+    timeout = services.settings.read_your_writes_timeout
+    runner = runner_of(services, view)
+    if runner is not None and runner.status != "stopped":
+        runner.poke()
+        return runner.wait_for(position, timeout)
+    deadline = time.monotonic() + timeout  # kept by another process: watch its tracking row
+    while view.position() < position:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL)
+    return True
+
+
+def describe(services: Any) -> list[ProjectionStatus]:
+    """Every view's name, position, the log head, status and last error."""
+    head = services.app.recorder.max_notification_id() or 0
+    statuses = []
+    for view in services.views:
+        runner = runner_of(services, view)
+        if runner is not None:
+            found = runner.describe()
+            statuses.append(ProjectionStatus(found.name, found.status, found.position, head, found.last_error))
+        else:
+            statuses.append(ProjectionStatus(view.name, "external", view.position(), head, None))
+    return statuses

@@ -1,0 +1,107 @@
+"""The runner is supervised: a failing view stops only itself, says why and where,
+and is retried with back-off until it gets through — without skipping an event."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from adapters.config import Settings
+from adapters.list_view import TaskListView
+from adapters.log_reader import LogReader
+from adapters.services import Services
+from adapters.sql import open_store
+from app import build_services
+from domain import commands as c
+from domain.task import Actor, TaskEvent, TaskUpdated
+from projections.rebuild import rebuild
+from projections.runner import ProjectionRunner
+
+
+class FlakyListView(TaskListView):
+    """The list view, with a handler that fails on notes saying "poison" until it is healed."""
+
+    healed = False
+
+    def fold(self, row, event: TaskEvent, position: int) -> bool:  # type: ignore[no-untyped-def]
+        if isinstance(event, TaskUpdated) and event.notes == "poison" and not self.healed:
+            raise ValueError("cannot digest this note")
+        return super().fold(row, event, position)
+
+
+def eventually(condition: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_failing_view_stops_alone_reports_where_and_recovers_without_skipping(settings: Settings) -> None:
+    services = build_services(settings)
+    flaky = FlakyListView(open_store(settings), name="flaky_list")
+    flaky.create_table()
+    runner = ProjectionRunner(services.app, flaky, batch_size=2, poll_interval=0.01, max_backoff=0.05,
+                              reader=LogReader(services.app))
+    runner.start()
+    try:
+        by = Actor("key_test", "req_test")
+        first = services.app.create_task(c.CreateTask(task="fine"), by)
+        assert eventually(lambda: runner.position >= first.position)
+        task_id = f"task_{first.task.id.hex}"
+        poisoned = services.app.execute(task_id, by, lambda t: t.update(c.UpdateTask(notes="poison"), by))
+        later = services.app.create_task(c.CreateTask(task="after the poison"), by)
+
+        assert eventually(lambda: runner.describe().status == "failed")
+        state = runner.describe()
+        assert state.position == first.position < poisoned.position  # stopped before the failing event
+        assert state.last_error == "ValueError: cannot digest this note"
+        assert state.head == later.position and state.lag == later.position - first.position
+        services.written(later.position)  # the other views went on
+        assert services.list_view.position() == later.position
+
+        flaky.healed = True  # the fix is deployed; the retry gets through
+        assert eventually(lambda: runner.position == later.position)
+        assert runner.describe().status == "running" and runner.describe().last_error is None
+        assert flaky.all_rows() == services.list_view.all_rows()
+    finally:
+        runner.stop()
+        services.close()
+
+
+def test_a_rebuild_is_swapped_in_while_the_live_copy_keeps_answering(settings: Settings) -> None:
+    services = build_services(settings)
+    try:
+        by = Actor("key_test", "req_test")
+        for i in range(20):
+            written = services.app.create_task(c.CreateTask(task=f"t{i}", agent_id="amy"), by)
+        services.written(written.position)
+        before = services.list_view.all_rows()
+        seen_during: list[int] = []
+
+        def progress(applied: int, position: int) -> None:
+            seen_during.append(len(services.list_view.all_rows()))  # the live copy answers meanwhile
+
+        position = rebuild(services.app, services.list_view, batch_size=5, progress=progress)
+        assert copies(services) == 2  # the replaced copy stays until the next swap, for readers in flight
+
+        assert position == written.position
+        assert seen_during and set(seen_during) == {20}
+        assert services.list_view.all_rows() == before
+        after = services.app.create_task(c.CreateTask(task="after the swap"), by)
+        services.written(after.position)  # the live runner follows the new copy from where it stands
+        assert len(services.list_view.all_rows()) == 21
+        assert services.list_view.position() == after.position
+
+        rebuild(services.app, services.list_view)  # the copy replaced last time goes now, the latest stays
+        assert copies(services) == 2
+    finally:
+        services.close()
+
+
+def copies(services: Services) -> int:
+    """How many tables of the list view exist (the live one, and the one it replaced)."""
+    with services.store.transaction(commit=False) as cursor:
+        cursor.execute("SELECT name FROM projection_tracking")
+        return sum(str(found["name"]).startswith("task_list_s") for found in cursor.fetchall())
