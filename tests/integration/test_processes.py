@@ -1,7 +1,10 @@
-"""Several server processes on one database, and a server killed mid-burst."""
+"""Several server processes and a projection worker on one database, and a server killed mid-burst."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -13,14 +16,18 @@ from adapters.config import Settings
 from domain.application import TaskApplication
 from tests.conftest import KEY
 from tests.pg_cluster import PgCluster
-from tests.serving import Server
+from tests.serving import TASKS, Server
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def test_two_api_processes_on_one_postgres_lose_and_double_nothing(pg_cluster: PgCluster, tmp_path: Path) -> None:
+def test_two_api_processes_and_a_worker_on_one_postgres_lose_and_double_nothing(
+        pg_cluster: PgCluster, tmp_path: Path) -> None:
     database = pg_cluster.new_database()
-    servers = [Server(database, tmp_path, {"TASKS_BOOTSTRAP_KEY": KEY}) for _ in range(2)]
+    api_env = {"TASKS_BOOTSTRAP_KEY": KEY, "TASKS_PROJECTIONS": "off"}  # the worker keeps the views
+    servers = [Server(database, tmp_path, api_env) for _ in range(2)]
+    worker = subprocess.Popen([TASKS, "project"], cwd=tmp_path, env={**os.environ, "TASKS_DATABASE": database},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         for server in servers:
             server.wait_ready()
@@ -64,7 +71,7 @@ def test_two_api_processes_on_one_postgres_lose_and_double_nothing(pg_cluster: P
             events = httpx.get(f"{a}/agents/tasks/{task_id}/events?limit=1000", headers=AUTH).json()["data"]["events"]
             assert [e["version"] for e in events] == list(range(1, 4 + accepted[task_id]))
         deadline = time.monotonic() + 30
-        while True:  # both processes' views converge on the log
+        while True:  # the worker's views, read through both processes, converge on the log
             rows = [httpx.get(f"{url}/agents/tasks?limit=10", headers=AUTH).json()["data"]["tasks"] for url in (a, b)]
             versions = [{r["taskId"]: r["version"] for r in page} for page in rows]
             expected = {task_id: 3 + accepted[task_id] for task_id in task_ids}
@@ -72,9 +79,15 @@ def test_two_api_processes_on_one_postgres_lose_and_double_nothing(pg_cluster: P
                 break
             assert time.monotonic() < deadline, versions
             time.sleep(0.2)
+        assert worker.poll() is None, "the projection worker died"
     finally:
         for server in servers:
             server.stop()
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 def test_kill_9_mid_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:
