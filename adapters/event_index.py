@@ -61,13 +61,7 @@ class EventIndex:
         self._sql = store.dialect.sql
 
     def create_table(self) -> None:
-        with self.store.transaction(commit=True) as cursor:
-            if self.store.dialect.is_postgres:  # concurrent starters wait for the first
-                cursor.execute("SELECT pg_advisory_xact_lock(72631)")
-            cursor.execute(CREATE_TRACKING)
-            cursor.execute(CREATE_TABLE)
-            for index in CREATE_INDEXES:
-                cursor.execute(index)
+        self.store.create_tables(CREATE_TRACKING, CREATE_TABLE, *CREATE_INDEXES)
 
     def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking,
                     after: int | None = None) -> None:

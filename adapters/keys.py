@@ -102,10 +102,7 @@ class KeyStore:
         self._sql = store.dialect.sql
 
     def create_table(self) -> None:
-        with self.store.transaction(commit=True) as cursor:
-            if self.store.dialect.is_postgres:  # concurrent starters wait for the first
-                cursor.execute("SELECT pg_advisory_xact_lock(72631)")
-            cursor.execute(CREATE_TABLE)
+        self.store.create_tables(CREATE_TABLE)
 
     def add(self, secret: str, tenant: str = "default", role: str = "admin",
             agent_id: str | None = None, label: str | None = None) -> str:

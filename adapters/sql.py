@@ -61,6 +61,14 @@ class SqlStore:
         with self.datastore.transaction(commit=commit) as cursor:
             yield cursor
 
+    def create_tables(self, *statements: str) -> None:
+        """Run DDL in one transaction; on PostgreSQL, processes that start together take turns."""
+        with self.transaction(commit=True) as cursor:
+            if self.dialect.is_postgres:
+                cursor.execute("SELECT pg_advisory_xact_lock(72631)")
+            for statement in statements:
+                cursor.execute(statement)
+
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         with self.transaction(commit=False) as cursor:

@@ -79,10 +79,7 @@ class IdempotencyStore:
         self._last_purge = 0.0
 
     def create_table(self) -> None:
-        with self.store.transaction(commit=True) as cursor:
-            if self.store.dialect.is_postgres:  # concurrent starters wait for the first
-                cursor.execute("SELECT pg_advisory_xact_lock(72632)")
-            cursor.execute(CREATE_TABLE)
+        self.store.create_tables(CREATE_TABLE)
 
     def claim(self, key_id: str, key: str, request_hash: str) -> bool:
         """Take the key for this request; False when another request holds it already."""
