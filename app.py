@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from adapters.config import Settings
 from adapters import read_models
-from adapters.event_index import open_event_index
 from adapters.http import analytics, api, audit, openapi
 from adapters.http import keys as keys_api
 from adapters.http.errors import EXCEPTION_HANDLERS
@@ -27,7 +26,6 @@ from adapters.http.ratelimit import RateLimitMiddleware
 from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
-from adapters.list_view import TaskListView
 from adapters.sql import open_store, record_schema_version, startup_lock
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
@@ -45,13 +43,12 @@ def build_services(settings: Settings) -> Services:
     with startup_lock(settings):  # one process at a time creates tables and the first key
         app = TaskApplication(env=settings.eventsourcing_env())
         store = open_store(settings, settings.pool_size)
-        list_view = TaskListView(store)
-        list_view.create_table()
+        views = read_models.open_views(store)  # every read model; the list view first
+        list_view = views[0]
         keys = KeyStore(store)
         keys.create_table()
         idempotency = IdempotencyStore(store, settings.idempotency_ttl)
         idempotency.create_table()
-        views = [list_view, *read_models.more_views(store), open_event_index(store)]  # every read model
         record_schema_version(store)
         generated = None
         if settings.bootstrap_key:

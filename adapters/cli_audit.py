@@ -28,7 +28,11 @@ _NOISE = {"taskId", "version", "trackingUrl", "timeline.updatedAt", "timeline.du
 
 
 def _app() -> TaskApplication:
-    return TaskApplication(env=Settings.from_env().eventsourcing_env())
+    from adapters.sql import startup_lock
+
+    settings = Settings.from_env()
+    with startup_lock(settings):  # a server may be creating the same tables right now
+        return TaskApplication(env=settings.eventsourcing_env())
 
 
 def _key() -> bytes | None:

@@ -15,15 +15,13 @@ from adapters.config import Settings
 
 def _open(settings: Settings) -> tuple[Any, Any, list[Any]]:
     from adapters import read_models
-    from adapters.list_view import TaskListView
-    from adapters.sql import open_store
+    from adapters.sql import open_store, startup_lock
     from domain.application import TaskApplication
 
-    app = TaskApplication(env=settings.eventsourcing_env())
-    store = open_store(settings, settings.pool_size)
-    list_view = TaskListView(store)
-    list_view.create_table()
-    return app, store, [list_view, *read_models.more_views(store)]
+    with startup_lock(settings):  # an API process may be creating the same tables right now
+        app = TaskApplication(env=settings.eventsourcing_env())
+        store = open_store(settings, settings.pool_size)
+        return app, store, read_models.open_views(store)
 
 
 @click.command()

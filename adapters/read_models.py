@@ -16,6 +16,17 @@ from projections.runner import ProjectionRunner, ProjectionStatus
 POLL = 0.02
 
 
+def open_views(store: SqlStore) -> list[Any]:
+    """Every view a process keeps or reads — the list view first — with their tables created.
+    The API and a `tasks project` worker must keep the same ones."""
+    from adapters.event_index import open_event_index
+    from adapters.list_view import TaskListView
+
+    list_view = TaskListView(store)
+    list_view.create_table()
+    return [list_view, *more_views(store), open_event_index(store)]
+
+
 def more_views(store: SqlStore) -> list[Any]:
     """The views beside the list view, their tables created."""
     views: list[Any] = [TaskMetricsView(store)]

@@ -105,7 +105,7 @@ async def task_events(request: Request) -> Response:
 
 
 def _index(request: Request) -> EventIndex:
-    return next(r.view for r in api.services(request).projections if isinstance(r.view, EventIndex))
+    return next(view for view in api.services(request).views if isinstance(view, EventIndex))  # kept here or by a worker
 
 
 def _matching(request: Request, query: FeedQuery, upto: int, batch: int = 1000) -> Iterator[list[log.EventRecord]]:

@@ -79,6 +79,10 @@ def test_two_api_processes_and_a_worker_on_one_postgres_lose_and_double_nothing(
                 break
             assert time.monotonic() < deadline, versions
             time.sleep(0.2)
+        feed_response = httpx.get(f"{b}/events?type=TaskCreated", headers=AUTH)
+        assert feed_response.status_code == 200, feed_response.text
+        feed = feed_response.json()["data"]["events"]
+        assert sorted(e["taskId"] for e in feed) == sorted(task_ids)  # the worker keeps the event index too
         assert worker.poll() is None, "the projection worker died"
     finally:
         for server in servers:
