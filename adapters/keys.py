@@ -121,7 +121,7 @@ class KeyStore:
 
     def authenticate(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
-        with self.store.transaction(commit=False) as cursor:
+        with self.store.reading() as cursor:
             cursor.execute(self._sql(SELECT_BY_HASH), (digest,))
             row = cursor.fetchone()
         if row is None or not hmac.compare_digest(row["key_hash"], digest):

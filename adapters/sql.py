@@ -8,6 +8,8 @@ the eventsourcing library's datastores, so every store shares its behaviour.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,9 +54,49 @@ POSTGRES = Dialect("postgresql")
 class SqlStore:
     """A datastore and its dialect: what every read-model and key store is built on."""
 
-    def __init__(self, datastore: Datastore, dialect: Dialect) -> None:
+    def __init__(self, datastore: Datastore, dialect: Dialect, sqlite_path: str | None = None) -> None:
         self.datastore = datastore
         self.dialect = dialect
+        self._sqlite_path = sqlite_path
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        """A read-only transaction for the hot paths (key checks, gets, lists).
+
+        On SQLite each thread keeps a connection of its own, outside the library's pool:
+        a read never queues behind a writer that waits for the pool's write lock, and WAL
+        lets it run beside a commit. On PostgreSQL it is an ordinary pooled transaction."""
+        if self._sqlite_path is None:
+            with self.transaction(commit=False) as cursor:
+                yield cursor
+            return
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._open_reader()
+        try:
+            cursor = connection.execute("BEGIN")
+            try:
+                yield cursor
+            finally:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise _translated(error) from error
+
+    def _open_reader(self) -> sqlite3.Connection:
+        assert self._sqlite_path is not None
+        try:
+            connection = sqlite3.connect(self._sqlite_path, uri=True, isolation_level=None, timeout=5.0,
+                                         check_same_thread=False, cached_statements=256)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as error:
+            raise _translated(error) from error
+        with self._readers_lock:
+            self._readers.append(connection)
+        return connection
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[Cursor]:
@@ -76,7 +118,28 @@ class SqlStore:
             cursor.fetchone()
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for connection in readers:
+            connection.close()
         self.datastore.close()
+
+
+def _translated(error: sqlite3.Error) -> Exception:
+    """sqlite3's error as the library's, so that one mapping (http/errors.py) serves every store."""
+    from eventsourcing import persistence
+
+    kinds: list[tuple[type[sqlite3.Error], type[Exception]]] = [
+        (sqlite3.OperationalError, persistence.OperationalError),
+        (sqlite3.IntegrityError, persistence.IntegrityError),
+        (sqlite3.ProgrammingError, persistence.ProgrammingError),
+        (sqlite3.DatabaseError, persistence.DatabaseError),
+        (sqlite3.InterfaceError, persistence.InterfaceError),
+    ]
+    for sqlite_kind, kind in kinds:
+        if isinstance(error, sqlite_kind):
+            return kind(error)
+    return persistence.PersistenceError(error)
 
 
 def steady_reconnects() -> None:
@@ -108,7 +171,8 @@ def open_store(settings: Settings, pool_size: int = 5) -> SqlStore:
         )
     from eventsourcing.sqlite import SQLiteDatastore
 
-    return SqlStore(SQLiteDatastore(str(settings.sqlite_path), pool_size=pool_size), SQLITE)
+    path = str(settings.sqlite_path)
+    return SqlStore(SQLiteDatastore(path, pool_size=pool_size), SQLITE, sqlite_path=path)
 
 
 SCHEMA_VERSION = 1  # 1: events, list view, event index, keys, tracking (the baseline)
