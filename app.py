@@ -61,9 +61,12 @@ def build_services(settings: Settings) -> Services:
         runner.catch_up()
         runner.start()
     writer = CommandWriter(app)
+    services = Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer,
+                        idempotency=idempotency, views=views)
+    if projections:
+        writer.on_saved = services.apply_written
     writer.start()
-    return Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer,
-                    idempotency=idempotency, views=views)
+    return services
 
 
 def operations() -> list[api.Operation]:

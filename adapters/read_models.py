@@ -22,6 +22,7 @@ def open_views(store: SqlStore) -> list[Any]:
     from adapters.event_index import open_event_index
     from adapters.list_view import TaskListView
 
+    store = store.for_views()
     list_view = TaskListView(store)
     list_view.create_table()
     return [list_view, *more_views(store), open_event_index(store)]

@@ -36,6 +36,12 @@ class Services:
         """The list view's runner."""
         return next(r for r in self.projections if r.view is self.list_view)
 
+    def apply_written(self, batch: list[tuple[int, Any]]) -> None:
+        """The writer's hook after a commit: bring this process's views up to the batch at once,
+        before its requests are answered (read-your-writes without a round trip through the log)."""
+        for runner in self.projections:
+            runner.apply_written(batch)
+
     def written(self, position: int) -> None:
         """After a commit: wake the projections and wait, bounded, until they have it,
         so that a client that writes and then lists sees its own write."""

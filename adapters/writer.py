@@ -12,9 +12,11 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from domain.application import AggregateCache, Job, Outcome, TaskApplication
+from domain.task import TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,10 @@ class _Pending:
 class CommandWriter:
     """The one thread in a process that runs commands against the event store."""
 
-    def __init__(self, app: TaskApplication, *, max_batch: int = 256, cache_size: int = 10_000) -> None:
+    def __init__(self, app: TaskApplication, *, max_batch: int = 256, cache_size: int = 10_000,
+                 on_saved: Callable[[list[tuple[int, TaskEvent]]], None] | None = None) -> None:
         self.app = app
+        self.on_saved = on_saved  # e.g. apply the batch to this process's views before answering
         self.max_batch = max_batch
         self.cache = AggregateCache(cache_size)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -71,7 +75,7 @@ class CommandWriter:
 
     def _finish(self, batch: list[_Pending]) -> None:
         try:
-            outcomes = self.app.run_batch([p.job for p in batch], self.cache)
+            outcomes = self.app.run_batch([p.job for p in batch], self.cache, self.on_saved)
         except Exception as error:  # the store failed: every request in the batch learns it
             log.warning("batch of %d commands failed: %s", len(batch), error)
             self.cache.clear()

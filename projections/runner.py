@@ -72,6 +72,7 @@ class ProjectionRunner:
         self.read = reader or self._read
         self._position = view.position()
         self._changed = threading.Condition()
+        self._applying = threading.Lock()  # one batch at a time: the runner's own, or one written in-process
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -138,12 +139,36 @@ class ProjectionRunner:
 
     def step(self) -> int:
         """Apply the next batch after the tracked position; returns its size."""
-        batch = self.read(self._position, self.batch_size)
-        if not batch:
-            return 0
-        if not self._apply(batch):
+        with self._applying:
+            batch = self.read(self._position, self.batch_size)
+            applied = self._apply(batch) if batch else True
+        if not applied:
             return self.step()
         return len(batch)
+
+    def apply_written(self, batch: Sequence[tuple[int, Any]]) -> bool:
+        """Apply events this process has just committed, straight from memory, when they
+        directly follow the view's position with no gap (so no other process's events can
+        lie between); otherwise leave them to the follower, which reads them from the log.
+        Never raises: the events are committed whatever happens here."""
+        if not batch or self.status != "running":
+            return False
+        positions = [position for position, _ in batch]
+        if positions != list(range(positions[0], positions[0] + len(positions))):
+            self.poke()
+            return False
+        try:
+            with self._applying:
+                if positions[0] != self._position + 1:
+                    applied = False
+                else:
+                    applied = self._apply(list(batch))
+        except Exception:  # noqa: BLE001 - the follower retries from the log, supervised
+            log.warning("projection %s could not apply written events in-process", self.view.name, exc_info=True)
+            applied = False
+        if not applied:
+            self.poke()
+        return applied
 
     def _apply(self, batch: list[tuple[int, Any]]) -> bool:
         """Apply one batch read after the current position; False if the view had moved."""
