@@ -45,18 +45,20 @@ class Services:
     def written(self, position: int) -> None:
         """After a commit: wake the projections and wait, bounded, until they have it,
         so that a client that writes and then lists sees its own write."""
-        for runner in self.projections:
+        behind = [runner for runner in self.projections if runner.position < position]
+        for runner in behind:
             runner.poke()
         deadline = time.monotonic() + self.settings.read_your_writes_timeout
-        for runner in self.projections:
+        for runner in behind:
             runner.wait_for(position, max(0.0, deadline - time.monotonic()))
 
     async def written_async(self, position: int) -> None:
         """written() for the event loop."""
-        for runner in self.projections:
+        behind = [runner for runner in self.projections if runner.position < position]
+        for runner in behind:  # usually none: the writer applied the batch before answering
             runner.poke()
         deadline = time.monotonic() + self.settings.read_your_writes_timeout
-        for runner in self.projections:
+        for runner in behind:
             await runner.wait_async(position, max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:

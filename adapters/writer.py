@@ -82,10 +82,16 @@ class CommandWriter:
             outcomes = [error] * len(batch)
         self.batches += 1
         self.commands += len(batch)
+        # One wake-up per event loop for the whole batch, not one per request: each
+        # call_soon_threadsafe writes to the loop's wake-up pipe and hands over the GIL.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]] = {}
         for pending, outcome in zip(batch, outcomes):
-            pending.loop.call_soon_threadsafe(_resolve, pending.future, outcome)
+            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+        for loop, results in by_loop.items():
+            loop.call_soon_threadsafe(_resolve, results)
 
 
-def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
-    if not future.done():  # the client may have gone away
-        future.set_result(outcome)
+def _resolve(results: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
+    for future, outcome in results:
+        if not future.done():  # the client may have gone away
+            future.set_result(outcome)
