@@ -79,6 +79,7 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self.status = "stopped"
         self.last_error: str | None = None
+        self.applied_in_process = 0  # batches taken straight from this process's writer
 
     @property
     def position(self) -> int:
@@ -166,7 +167,9 @@ class ProjectionRunner:
         except Exception:  # noqa: BLE001 - the follower retries from the log, supervised
             log.warning("projection %s could not apply written events in-process", self.view.name, exc_info=True)
             applied = False
-        if not applied:
+        if applied:
+            self.applied_in_process += 1
+        else:
             self.poke()
         return applied
 

@@ -7,13 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters import read_models
 from adapters.config import Settings
 from adapters.writer import CommandWriter
+from app import build_services
 from domain import commands as c
 from domain.application import AggregateCache, Job, TaskApplication, Written
 from domain.errors import InvalidTransitionError, TaskNotFoundError, VersionConflictError
 from domain.ids import public_id
 from domain.task import Actor, Task
+from projections.runner import ProjectionRunner
 
 BY = Actor("key_test", "req_test")
 
@@ -115,3 +118,39 @@ def test_the_writer_answers_each_request_after_its_commit(app: TaskApplication) 
     assert len(set(positions)) == 200
     assert app.recorder.max_notification_id() >= max(positions)
     assert writer.commands == 200 and writer.batches < 200  # requests shared commits
+
+
+def test_views_kept_by_the_writer_equal_views_rebuilt_from_the_log(settings: Settings) -> None:
+    """The writer hands each committed batch to this process's views; after a burst with
+    conflicting and refused commands on shared tasks, every view equals one rebuilt from the log."""
+    services = build_services(settings)
+    try:
+        async def burst() -> list[object]:
+            created = await asyncio.gather(*(services.writer.submit(Job(by=BY, create=c.CreateTask(
+                task=f"t{i}", agent_id="amy" if i % 2 else None, priority=("low", "high")[i % 2])))
+                for i in range(60)))
+            shared = [public_id(o.task.id) for o in created[1:24:2]]  # type: ignore[union-attr]  # assigned
+            actions = [start, progress(10), progress(20), lambda t: t.block(c.BlockTask(reason="wait"), BY),
+                       lambda t: t.unblock(c.UnblockTask(), BY), progress(30)]
+            return await asyncio.gather(*(services.writer.submit(job(shared[n % 12], actions[n // 12 % len(actions)]))
+                                          for n in range(240)))
+
+        outcomes = asyncio.run(burst())
+        kinds = {type(o).__name__ for o in outcomes}
+        assert {"Written", "InvalidTransitionError"} <= kinds, kinds
+        assert all(r.applied_in_process > 0 for r in services.projections)  # the in-process path was taken
+        head = services.app.recorder.max_notification_id()
+        for view in services.views:
+            assert view.position() == head, view.name
+        for view in (services.list_view, read_models.view_named(services, "task_metrics")):
+            fresh = view.beside()
+            try:
+                ProjectionRunner(services.app, fresh, batch_size=13).catch_up()
+                assert fresh.all_rows() == view.all_rows(), view.name
+            finally:
+                fresh.discard()
+        index = read_models.view_named(services, "event_index")
+        logged = [n.id for n in services.app.recorder.select_notifications(start=0, limit=10_000)]
+        assert index.positions("default", 0, 10_000) == logged
+    finally:
+        services.close()
