@@ -58,10 +58,13 @@ class AggregateCache:
         self._tasks: OrderedDict[UUID, Task] = OrderedDict()
 
     def get(self, task_id: UUID) -> Task | None:
+        """A copy of the cached task: the cached one was handed to the request that wrote
+        it, which may still be presenting it on another thread."""
         task = self._tasks.get(task_id)
-        if task is not None:
-            self._tasks.move_to_end(task_id)
-        return task
+        if task is None:
+            return None
+        self._tasks.move_to_end(task_id)
+        return task.clone()
 
     def put(self, task: Task) -> None:
         self._tasks[task.id] = task

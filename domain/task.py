@@ -385,6 +385,18 @@ class Task(Aggregate):
             task.assign(c.AssignTask(agent_id=command.agent_id, team_id=command.team_id), by)
         return task
 
+    def clone(self) -> Task:
+        """A copy that later commands can change without changing this one (which an
+        earlier request may still be presenting). The lists events append to are copied;
+        everything else is rebound, never changed in place, when an event applies."""
+        copy = object.__new__(Task)
+        copy.__dict__.update(self.__dict__)
+        copy.previous_agent_ids = list(self.previous_agent_ids)
+        copy.notes = list(self.notes)
+        copy.feedback = list(self.feedback)
+        copy._pending_events = list(self._pending_events)
+        return copy
+
     # --- guards -----------------------------------------------------------
 
     def check_allowed(self, command: str) -> None:

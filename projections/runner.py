@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,9 @@ class PositionMovedError(IntegrityError):
     after (another process applied events, or a rebuild was swapped in)."""
 
 log = logging.getLogger(__name__)
+
+FED_RECENTLY = 1.0  # seconds since the writer last fed a view for it to count as fed
+FED_POLL = 0.5  # a fed follower's poll interval: it looks for other processes' events
 
 
 class View(Protocol):
@@ -80,6 +84,7 @@ class ProjectionRunner:
         self.status = "stopped"
         self.last_error: str | None = None
         self.applied_in_process = 0  # batches taken straight from this process's writer
+        self._fed_at = 0.0  # when the writer last handed this runner a batch
 
     @property
     def position(self) -> int:
@@ -169,6 +174,7 @@ class ProjectionRunner:
             applied = False
         if applied:
             self.applied_in_process += 1
+            self._fed_at = time.monotonic()
         else:
             self.poke()
         return applied
@@ -228,8 +234,16 @@ class ProjectionRunner:
                 continue
             self.status, self.last_error, backoff = "running", None, self.poll_interval
             if applied < self.batch_size:
-                self._wake.wait(self.poll_interval)
+                self._wake.wait(self._idle_wait())
                 self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        """How long to sleep when caught up. While this process's writer feeds the view, polling
+        would only race it for batches it is about to hand over; a poke (a batch the writer could
+        not apply, or a command waiting) still wakes the follower at once."""
+        if time.monotonic() - self._fed_at < FED_RECENTLY:
+            return max(self.poll_interval, FED_POLL)
+        return self.poll_interval
 
 
 def _release(future: asyncio.Future[None]) -> None:

@@ -154,3 +154,17 @@ def test_views_kept_by_the_writer_equal_views_rebuilt_from_the_log(settings: Set
         assert index.positions("default", 0, 10_000) == logged
     finally:
         services.close()
+
+
+def test_a_later_batch_never_changes_the_task_an_earlier_request_was_given(app: TaskApplication) -> None:
+    """The writer's cache hands each batch a copy: the task a request was answered with (which
+    the event loop may still be presenting) keeps the state its own command left."""
+    cache = AggregateCache(100)
+    (created,) = app.run_batch([Job(by=BY, create=c.CreateTask(task="x", agent_id="amy"))], cache)
+    task_id = public_id(created.task.id)  # type: ignore[union-attr]
+    (started,) = app.run_batch([job(task_id, start)], cache)
+    (first,) = app.run_batch([job(task_id, progress(10))], cache)
+    (second,) = app.run_batch([job(task_id, lambda t: t.escalate(c.EscalateTask(reason="late"), BY))], cache)
+    assert isinstance(first, Written) and isinstance(second, Written)
+    assert (first.task.progress, first.task.version, first.task.escalations) == (10, 4, 0)
+    assert (second.task.version, second.task.escalations) == (5, 1)
