@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = hb.Options(args.duration, 64, 2, 1, 10)
     key = "bench-" + "k" * 32
     rows: list[dict[str, Any]] = []
+    signal.signal(signal.SIGTERM, hb._on_sigterm)  # a KeyboardInterrupt: the finally blocks stop every server
     with contextlib.ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="tasks-servers-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
