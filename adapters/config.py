@@ -139,7 +139,7 @@ class Settings:
                 "POSTGRES_POOL_SIZE": str(self.pool_size),
                 "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
                 "POSTGRES_CONNECT_TIMEOUT": "3",
-                "POSTGRES_PRE_PING": "y",
+                "POSTGRES_PRE_PING": "n",
                 "POSTGRES_LOCK_TIMEOUT": "10",
             }
         path = self.sqlite_path

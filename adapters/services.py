@@ -14,7 +14,7 @@ from adapters.sql import SqlStore
 from adapters.http.observability import Metrics
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, apply_together
 
 
 @dataclass
@@ -39,6 +39,10 @@ class Services:
     def apply_written(self, batch: list[tuple[int, Any]]) -> None:
         """The writer's hook after a commit: bring this process's views up to the batch at once,
         before its requests are answered (read-your-writes without a round trip through the log)."""
+        stores = {id(runner.view.store) for runner in self.projections}
+        if len(self.projections) > 1 and len(stores) == 1:  # one transaction for every view
+            if apply_together(self.projections, self.projections[0].view.store.together, batch):
+                return
         for runner in self.projections:
             runner.apply_written(batch)
 

@@ -104,10 +104,25 @@ class SqlStore:
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[Cursor]:
+        joined = getattr(self._local, "together", None)
+        if joined is not None:  # inside together(): part of the caller's one transaction
+            yield joined
+            return
         with self.datastore.transaction(commit=commit) as cursor:
             if commit and self.relaxed and self.dialect.is_postgres:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
             yield cursor
+
+    @contextmanager
+    def together(self) -> Iterator[Cursor]:
+        """One transaction for every transaction opened on this store by this thread inside:
+        several views apply a batch and advance their positions all at once, or not at all."""
+        with self.transaction(commit=True) as cursor:
+            self._local.together = cursor
+            try:
+                yield cursor
+            finally:
+                self._local.together = None
 
     def for_views(self) -> SqlStore:
         """The same database for the read models, with commits that do not wait for the disk.
@@ -208,7 +223,7 @@ def open_store(settings: Settings, pool_size: int = 5) -> SqlStore:
             PostgresDatastore(
                 dbname=pg.dbname, host=pg.host, port=pg.port, user=pg.user, password=pg.password,
                 pool_size=pool_size, max_overflow=pool_size * 2,
-                connect_timeout=3.0, pre_ping=True,
+                connect_timeout=3.0, pre_ping=False,
             ),
             POSTGRES,
         )

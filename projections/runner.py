@@ -10,6 +10,7 @@ skips an event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -244,6 +245,36 @@ class ProjectionRunner:
         if time.monotonic() - self._fed_at < FED_RECENTLY:
             return max(self.poll_interval, FED_POLL)
         return self.poll_interval
+
+
+def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], Any],
+                   batch: Sequence[tuple[int, Any]]) -> bool:
+    """Apply a batch this process has just committed to several views in one transaction
+    (``together``: the views' store's together()), when it directly follows every view's
+    position. False, with nothing changed, when it cannot: then apply per view."""
+    if not batch or not runners:
+        return False
+    first, last = batch[0][0], batch[-1][0]
+    if [position for position, _ in batch] != list(range(first, last + 1)):
+        return False
+    with contextlib.ExitStack() as held:
+        for runner in runners:  # always in the same order; a follower only ever holds its own
+            held.enter_context(runner._applying)
+        if any(runner.status != "running" or runner._position != first - 1 for runner in runners):
+            return False
+        try:
+            with together():
+                for runner in runners:
+                    runner.view.apply_batch(batch, Tracking(runner.view.name, last), after=runner._position)
+        except Exception:  # noqa: BLE001 - rolled back as one; each view tries on its own next
+            log.warning("applying a written batch to the views together failed", exc_info=True)
+            return False
+        now = time.monotonic()
+        for runner in runners:
+            runner._moved_to(last)
+            runner.applied_in_process += 1
+            runner._fed_at = now
+    return True
 
 
 def _release(future: asyncio.Future[None]) -> None:
