@@ -1,8 +1,8 @@
-"""The reads every request makes (its key) and every GET of a task makes (its version),
+"""The reads every request makes (its key) and every GET of a task makes (its new events),
 done without blocking the event loop for longer than a local file read.
 
 SQLite: the database is a local file, and one indexed lookup on the per-thread reader
-connection (``SqlStore.reading()``) takes microseconds — less than a hop to a worker
+connection (``SqlStore.read()``) takes microseconds — less than a hop to a worker
 thread would — so it runs inline. PostgreSQL: a lookup is a network round trip, so it
 goes through an asyncio connection pool of its own and the loop serves other requests
 meanwhile. Neither caches a key: every request reads the key's row as committed now,
@@ -22,9 +22,8 @@ from adapters.sql import SqlStore
 from domain.application import TaskApplication
 from domain.task import Task
 
-NEWEST_VERSION = "SELECT originator_version AS v FROM {table} WHERE originator_id = ? " \
-                 "ORDER BY originator_version DESC LIMIT 1"
-EVENTS = "SELECT originator_version, topic, state FROM {table} WHERE originator_id = ? ORDER BY originator_version"
+EVENTS_AFTER = ("SELECT originator_version, topic, state FROM {table} "
+                "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version")
 
 
 class HotReads(Protocol):
@@ -35,22 +34,32 @@ class HotReads(Protocol):
     async def principal(self, secret: str) -> Principal | None:
         """Who an active key speaks for; None for an unknown or revoked key."""
 
-    async def task_version(self, task_id: UUID) -> int | None:
-        """The version of the task's newest event now; None when there is no such task."""
+    async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
+        """The task's events after a version, oldest first, as stored: (version, topic, state).
+        No event after the version of a cached copy means that copy is current."""
 
-    def load(self, task_id: UUID) -> Task | None:
-        """The task replayed from its events (blocking: call it off the loop)."""
+    def replay(self, task_id: UUID, events: list[tuple[int, str, bytes]]) -> Task | None:
+        """The task from all its stored events (pure CPU); None when there are none."""
 
 
-class SqliteReads:
+class _Replay:
+    app: TaskApplication
+
+    def replay(self, task_id: UUID, events: list[tuple[int, str, bytes]]) -> Task | None:
+        to_domain_event = self.app.mapper.to_domain_event
+        task: Any = None
+        for version, topic, state in events:
+            task = to_domain_event(StoredEvent(task_id, version, topic, bytes(state))).mutate(task)
+        return task  # type: ignore[no-any-return]
+
+
+class SqliteReads(_Replay):
     """Inline lookups on this thread's SQLite reader connection."""
 
     def __init__(self, store: SqlStore, app: TaskApplication) -> None:
         self.store = store
         self.app = app
-        table = app.recorder.events_table_name  # type: ignore[attr-defined]
-        self._newest = NEWEST_VERSION.format(table=table)
-        self._events = EVENTS.format(table=table)
+        self._events = EVENTS_AFTER.format(table=app.recorder.events_table_name)  # type: ignore[attr-defined]
 
     async def start(self) -> None:
         return None
@@ -60,35 +69,19 @@ class SqliteReads:
 
     async def principal(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
-        with self.store.reading() as cursor:
-            cursor.execute(SELECT_BY_HASH, (digest,))
-            return principal_of(cursor.fetchone(), digest)
+        rows = self.store.read(SELECT_BY_HASH, (digest,))
+        return principal_of(rows[0] if rows else None, digest)
 
-    async def task_version(self, task_id: UUID) -> int | None:
-        with self.store.reading() as cursor:
-            cursor.execute(self._newest, (task_id.hex,))
-            row = cursor.fetchone()
-        return None if row is None else int(row["v"])
-
-    def load(self, task_id: UUID) -> Task | None:
-        with self.store.reading() as cursor:
-            cursor.execute(self._events, (task_id.hex,))
-            rows = cursor.fetchall()
-        to_domain_event = self.app.mapper.to_domain_event
-        task: Any = None
-        for row in rows:
-            event = to_domain_event(StoredEvent(task_id, row["originator_version"], row["topic"], row["state"]))
-            task = event.mutate(task)
-        return task  # type: ignore[no-any-return]
+    async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
+        return self.store.read(self._events, (task_id.hex, after))
 
 
-class PostgresReads:
-    """Lookups through an asyncio connection pool; replays through the library's pool."""
+class PostgresReads(_Replay):
+    """Lookups through an asyncio connection pool."""
 
     def __init__(self, settings: Settings, app: TaskApplication) -> None:
         from psycopg import sql
         from psycopg.conninfo import make_conninfo
-        from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
         pg = settings.postgres
@@ -97,11 +90,11 @@ class PostgresReads:
             make_conninfo(host=pg.host, port=pg.port, dbname=pg.dbname, user=pg.user, password=pg.password,
                           connect_timeout=3),
             min_size=1, max_size=max(2, settings.pool_size), open=False, timeout=5.0, name="hot-reads",
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True},
         )
         recorder: Any = app.recorder
         table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name).as_string()
-        self._newest = NEWEST_VERSION.format(table=table).replace("?", "%s")
+        self._events = EVENTS_AFTER.format(table=table).replace("?", "%s")
         self._key = SELECT_BY_HASH.replace("?", "%s")
 
     async def start(self) -> None:
@@ -112,35 +105,34 @@ class PostgresReads:
 
     async def principal(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
-        return principal_of(await self._one(self._key, (digest,)), digest)
+        rows = await self._rows(self._key, (digest,), dict_row)
+        return principal_of(rows[0] if rows else None, digest)
 
-    async def task_version(self, task_id: UUID) -> int | None:
-        row = await self._one(self._newest, (task_id,))
-        return None if row is None else int(row["v"])
+    async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
+        return await self._rows(self._events, (task_id, after))  # type: ignore[no-any-return]
 
-    def load(self, task_id: UUID) -> Task | None:
-        from eventsourcing.application import AggregateNotFoundError
-
-        try:
-            return self.app.repository.get(task_id)  # type: ignore[no-any-return]
-        except AggregateNotFoundError:
-            return None
-
-    async def _one(self, statement: str, params: tuple[Any, ...]) -> Any:
-        """One row, retried once on a connection lost since its last use (the pool then replaces it)."""
+    async def _rows(self, statement: str, params: tuple[Any, ...], row_factory: Any = None) -> Any:
+        """The rows, retried once on a connection lost since its last use (the pool then replaces it)."""
         import psycopg
 
         for attempt in (1, 2):
             try:
                 async with self.pool.connection() as conn:
-                    cursor = await conn.execute(statement, params, prepare=True)
-                    return await cursor.fetchone()
+                    cursor = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
+                    await cursor.execute(statement, params, prepare=True)
+                    return await cursor.fetchall()
             except psycopg.OperationalError as error:
                 if attempt == 2 or isinstance(error, _pool_timeout()):
                     raise _translated(error) from error
             except psycopg.Error as error:
                 raise _translated(error) from error
         raise AssertionError("unreachable")
+
+
+def dict_row(cursor: Any) -> Any:
+    from psycopg.rows import dict_row as factory
+
+    return factory(cursor)
 
 
 def _pool_timeout() -> type[Exception]:

@@ -85,6 +85,21 @@ class SqlStore:
         except sqlite3.Error as error:
             raise _translated(error) from error
 
+    def read(self, statement: str, params: Any = ()) -> list[Any]:
+        """The rows of one query, which is its own snapshot: reading() without BEGIN and ROLLBACK
+        around it on SQLite, two statements fewer on paths that run on every request."""
+        if self._sqlite_path is None:
+            with self.transaction(commit=False) as cursor:
+                cursor.execute(self.dialect.sql(statement), params)
+                return cursor.fetchall()  # type: ignore[no-any-return]
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._open_reader()
+        try:
+            return connection.execute(statement, params).fetchall()
+        except sqlite3.Error as error:
+            raise _translated(error) from error
+
     def _open_reader(self) -> sqlite3.Connection:
         assert self._sqlite_path is not None
         try:

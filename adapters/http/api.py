@@ -198,7 +198,7 @@ async def create_task(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    if not request.query_params:  # the current state: from the task cache while it is current
+    if not request.scope["query_string"]:  # the current state: from the task cache while it is current
         return await task_read.current_task(request, _matches)
     task_id = request.path_params["task_id"]
     at = as_of.task_at_query(request)  # ?version=N or ?asOf=<time>: the task as it stood then

@@ -6,6 +6,7 @@ with limits from the settings, and a breach names the field (422).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,10 +41,17 @@ def depth(value: Any) -> int:
     return deepest
 
 
+@functools.cache
+def _fields(struct_type: type[msgspec.Struct]) -> tuple[tuple[str, str], ...]:
+    """(attribute, wire name) of a struct type's fields; msgspec.structs.fields evaluates
+    the type hints on every call, so it is asked once per type."""
+    return tuple((field.name, field.encode_name) for field in msgspec.structs.fields(struct_type))
+
+
 def _free_form(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, msgspec.Struct):
-        for field in msgspec.structs.fields(value):
-            yield from _free_form(getattr(value, field.name), f"{path}.{field.encode_name}")
+        for name, encode_name in _fields(type(value)):
+            yield from _free_form(getattr(value, name), f"{path}.{encode_name}")
     elif isinstance(value, dict):
         yield path, value
     elif isinstance(value, list):

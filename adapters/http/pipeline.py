@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
+import random
 import time
 from typing import Any
 
@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.http.errors import error_response
-from adapters.http.middleware import _GOOD_REQUEST_ID, PUBLIC_PATHS, KeyUser
+from adapters.http.middleware import GOOD_REQUEST_ID, PUBLIC_PATHS, KeyUser
 from adapters.http.observability import Metrics, access_log, request_id_var
 from adapters.http.ratelimit import TokenBucket
 
@@ -37,6 +37,7 @@ class RequestPipeline:
         self.app = app
         self.metrics = metrics
         self.bucket = TokenBucket(rate, burst or max(1, math.ceil(rate * 2))) if rate > 0 else None
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,8 +50,9 @@ class RequestPipeline:
             elif name == b"authorization":
                 authorization = value
         request_id = incoming.decode("latin-1")
-        if not _GOOD_REQUEST_ID.match(request_id):
-            request_id = "req_" + secrets.token_hex(8)
+        if not GOOD_REQUEST_ID.match(request_id):
+            # unique, not secret: a 64-bit draw is enough and costs no system call
+            request_id = f"req_{random.getrandbits(64):016x}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode())
@@ -75,13 +77,25 @@ class RequestPipeline:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(elapsed)
+            counted, timed = self._instruments(route, method, status)
+            counted.inc()
+            timed.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):  # building the record is the cost
                 access_log.info("%s %s %s", method, scope["path"], status,
                                 extra={"method": method, "path": scope["path"], "route": route,
                                        "status": status, "durationMs": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
+
+    def _instruments(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The labelled counter and histogram of a request, looked up once per label set."""
+        key = (route, method, status)
+        found = self._children.get(key)
+        if found is None:
+            found = (self.metrics.requests.labels(route, method, str(status)),
+                     self.metrics.latency.labels(route, method))
+            if len(self._children) < 4096:  # methods come from clients: keep the memo bounded
+                self._children[key] = found
+        return found
 
     async def _admit(self, scope: Scope, state: dict[str, Any], authorization: bytes) -> Any:
         """None to go on with the request, else the response that refuses it."""
@@ -99,14 +113,16 @@ class RequestPipeline:
             return _refuse(scope, 503, "unavailable", f"the database is unavailable: {type(error).__name__}",
                            headers={"Retry-After": "1"})
         if principal is None:
-            return _refuse(scope, 401, "unauthorized", "unknown or revoked key", headers=_UNAUTHORIZED_HEADERS)
+            return _refuse(scope, 401, "unauthorized", "unknown or revoked key",
+                           headers=_UNAUTHORIZED_HEADERS)
         scope["auth"] = AuthCredentials(["authenticated", principal.role])
         scope["user"] = KeyUser(principal)
         if self.bucket is not None and (wait := self.bucket.take(principal.key_id)) > 0.0:
             retry_after = max(1, math.ceil(wait))
             return _refuse(
                 scope, 429, "rate_limited",
-                f"this key is over its limit of {self.bucket.rate:g} requests a second; retry after {retry_after} s",
+                f"this key is over its limit of {self.bucket.rate:g} requests a second; "
+                f"retry after {retry_after} s",
                 {"limit": self.bucket.rate, "burst": self.bucket.burst, "retryAfter": retry_after},
                 {"Retry-After": str(retry_after)},
             )
@@ -115,4 +131,5 @@ class RequestPipeline:
 
 def _refuse(scope: Scope, status: int, code: str, message: str, details: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> Any:
-    return error_response(HTTPConnection(scope), status, code, message, details, headers)  # type: ignore[arg-type]
+    connection = HTTPConnection(scope)
+    return error_response(connection, status, code, message, details, headers)  # type: ignore[arg-type]
