@@ -1,8 +1,8 @@
 """The reads every request makes (its key) and every GET of a task makes (its new events),
 done without blocking the event loop for longer than a local file read.
 
-SQLite: the database is a local file, and one indexed lookup on the per-thread reader
-connection (``SqlStore.read()``) takes microseconds — less than a hop to a worker
+SQLite: the database is a local file, and one indexed lookup on a read-only connection of
+the event loop's own (``SqlStore.dedicated_reader``) takes microseconds — less than a hop to a worker
 thread would — so it runs inline. PostgreSQL: a lookup is a network round trip, so it
 goes through an asyncio connection pool of its own and the loop serves other requests
 meanwhile. Neither caches a key: every request reads the key's row as committed now,
@@ -11,6 +11,7 @@ so a revocation is refused from the next request on, in every process.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -19,9 +20,11 @@ from eventsourcing.persistence import StoredEvent
 from adapters.config import Settings
 from adapters.keys import SELECT_BY_HASH, Principal, hash_key, principal_of
 from adapters.sql import SqlStore
+from adapters.sql import _translated as sqlite_error  # one mapping of sqlite3's errors
 from domain.application import TaskApplication
 from domain.task import Task
 
+HOT_PAGE_CACHE_MB = 32  # SQLite page cache of the event loop's reader: keys and recent tasks' events stay in it
 EVENTS_AFTER = ("SELECT originator_version, topic, state FROM {table} "
                 "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version")
 
@@ -56,9 +59,10 @@ class _Replay:
 class SqliteReads(_Replay):
     """Inline lookups on this thread's SQLite reader connection."""
 
-    def __init__(self, store: SqlStore, app: TaskApplication) -> None:
+    def __init__(self, store: SqlStore, app: TaskApplication, cache_mb: int = HOT_PAGE_CACHE_MB) -> None:
         self.store = store
         self.app = app
+        self._connection = store.dedicated_reader(cache_mb)
         self._events = EVENTS_AFTER.format(table=app.recorder.events_table_name)  # type: ignore[attr-defined]
 
     async def start(self) -> None:
@@ -69,11 +73,17 @@ class SqliteReads(_Replay):
 
     async def principal(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
-        rows = self.store.read(SELECT_BY_HASH, (digest,))
+        rows = self._read(SELECT_BY_HASH, (digest,))
         return principal_of(rows[0] if rows else None, digest)
 
     async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
-        return self.store.read(self._events, (task_id.hex, after))
+        return self._read(self._events, (task_id.hex, after))
+
+    def _read(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        try:
+            return self._connection.execute(statement, params).fetchall()
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from error
 
 
 class PostgresReads(_Replay):
