@@ -24,7 +24,8 @@ from adapters.sql import _translated as sqlite_error  # one mapping of sqlite3's
 from domain.application import TaskApplication
 from domain.task import Task
 
-HOT_PAGE_CACHE_MB = 32  # SQLite page cache of the event loop's reader: keys and recent tasks' events stay in it
+POOL_WAIT = 1.0  # seconds a PostgreSQL lookup waits for a pooled connection before 503
+HOT_PAGE_CACHE_MB = 32  # the event loop's SQLite reader's page cache: keys and recent tasks' events
 EVENTS_AFTER = ("SELECT originator_version, topic, state FROM {table} "
                 "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version")
 
@@ -99,7 +100,9 @@ class PostgresReads(_Replay):
         self.pool = AsyncConnectionPool(
             make_conninfo(host=pg.host, port=pg.port, dbname=pg.dbname, user=pg.user, password=pg.password,
                           connect_timeout=3),
-            min_size=1, max_size=max(2, settings.pool_size), open=False, timeout=5.0, name="hot-reads",
+            # A request waits at most a second for a connection: while the database is away it gets
+            # 503 and Retry-After at once rather than hanging until the outage ends.
+            min_size=1, max_size=max(2, settings.pool_size), open=False, timeout=POOL_WAIT, name="hot-reads",
             kwargs={"autocommit": True},
         )
         recorder: Any = app.recorder

@@ -1,5 +1,5 @@
-"""GET /agents/tasks/{id} for the current state: served from the task cache while the
-task's newest version is unchanged, replayed (off the event loop) when it changed."""
+"""GET /agents/tasks/{id} for the current state: served from the task cache while no event
+came after the cached version, replayed from its events when one did (README: Read path)."""
 
 from __future__ import annotations
 
