@@ -10,7 +10,6 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -21,9 +20,10 @@ from adapters.http import analytics, api, audit, openapi
 from adapters.http import keys as keys_api
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.idempotency import IdempotencyStore
-from adapters.http.observability import Metrics, ObservabilityMiddleware
-from adapters.http.ratelimit import RateLimitMiddleware
-from adapters.http.middleware import BearerKeyBackend, RequestIdMiddleware, on_auth_error
+from adapters.http.observability import Metrics
+from adapters.http.pipeline import RequestPipeline
+from adapters.http.task_cache import TaskViewCache
+from adapters.hot_reads import open_reads
 from adapters.keys import KeyStore, new_secret
 from adapters.services import Services
 from adapters.sql import open_store, record_schema_version, startup_lock
@@ -62,7 +62,8 @@ def build_services(settings: Settings) -> Services:
         runner.start()
     writer = CommandWriter(app)
     services = Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer,
-                        idempotency=idempotency, views=views)
+                        idempotency=idempotency, views=views, reads=open_reads(settings, store, app),
+                        task_cache=TaskViewCache(settings.task_cache_mb * 1_048_576))
     if projections:
         writer.on_saved = services.apply_written
     writer.start()
@@ -98,21 +99,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         services.metrics = metrics
         metrics.watch(services)
+        await services.reads.start()
         try:
             yield {"services": services}
         finally:
+            await services.reads.close()
             services.close()
 
     routes = api.routes(ops)
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"], name="openapi"))
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(ObservabilityMiddleware, metrics=metrics),
-            Middleware(AuthenticationMiddleware, backend=BearerKeyBackend(), on_error=on_auth_error),
-            Middleware(RateLimitMiddleware, rate=settings.rate_limit, burst=settings.rate_burst),
-        ],
+        middleware=[Middleware(RequestPipeline, metrics=metrics, rate=settings.rate_limit, burst=settings.rate_burst)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

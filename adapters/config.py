@@ -61,6 +61,7 @@ class Settings:
     max_json_depth: int = 10  # nesting of a free-form object (context, budget, result.data, error.details)
     max_json_bytes: int = 65_536  # encoded size of one free-form object
     projections: str = "inline"  # inline: this process keeps its views; off: a `tasks project` worker does
+    task_cache_mb: int = 64  # memory for presented tasks that GET serves while they are current
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +100,7 @@ class Settings:
             max_json_depth=number("TASKS_MAX_JSON_DEPTH", int, cls.max_json_depth),
             max_json_bytes=number("TASKS_MAX_JSON_BYTES", int, cls.max_json_bytes),
             projections=choice("TASKS_PROJECTIONS", ("inline", "off"), cls.projections),
+            task_cache_mb=number("TASKS_TASK_CACHE_MB", int, cls.task_cache_mb),
         )
 
     @property
@@ -139,7 +141,7 @@ class Settings:
                 "POSTGRES_POOL_SIZE": str(self.pool_size),
                 "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
                 "POSTGRES_CONNECT_TIMEOUT": "3",
-                "POSTGRES_PRE_PING": "n",
+                "POSTGRES_PRE_PING": "y",
                 "POSTGRES_LOCK_TIMEOUT": "10",
             }
         path = self.sqlite_path

@@ -8,6 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from adapters.sql import SqlStore
 
@@ -89,6 +90,13 @@ def check_grant(tenant: str, role: str, agent_id: str | None) -> None:
         raise InvalidGrantError(f"agentId must be 1-128 letters, digits or . _ : @ -, not {agent_id!r}")
 
 
+def principal_of(row: Any, digest: str) -> Principal | None:
+    """The principal of an active key's row (SELECT_BY_HASH), or None."""
+    if row is None or not hmac.compare_digest(row["key_hash"], digest):
+        return None
+    return Principal(row["key_id"], row["tenant"], row["role"], row["agent_id"])
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -124,9 +132,7 @@ class KeyStore:
         with self.store.reading() as cursor:
             cursor.execute(self._sql(SELECT_BY_HASH), (digest,))
             row = cursor.fetchone()
-        if row is None or not hmac.compare_digest(row["key_hash"], digest):
-            return None
-        return Principal(row["key_id"], row["tenant"], row["role"], row["agent_id"])
+        return principal_of(row, digest)
 
     def list(self, tenant: str | None = None) -> list[KeyRecord]:
         """Every key (of one tenant, if given), oldest first."""

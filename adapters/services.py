@@ -30,6 +30,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     idempotency: IdempotencyStore | None = None
     views: list[Any] = field(default_factory=list)  # every read model, also when no runner is in-process
+    reads: Any = None  # adapters.hot_reads: the key and task-event lookups of every request
+    task_cache: Any = None  # adapters.http.task_cache.TaskViewCache: presented tasks by id, coherent by version
 
     @property
     def runner(self) -> ProjectionRunner:

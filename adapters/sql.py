@@ -89,6 +89,13 @@ class SqlStore:
         except sqlite3.Error as error:
             raise _translated(error) from error
 
+    def dedicated_reader(self, cache_mb: int) -> sqlite3.Connection:
+        """A read-only SQLite connection for one caller, with a page cache of its own of
+        ``cache_mb`` (SQLite's default is 2 MB); closed with the store."""
+        connection = self._open_reader()
+        connection.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
+        return connection
+
     def _open_reader(self) -> sqlite3.Connection:
         assert self._sqlite_path is not None
         try:
@@ -223,7 +230,7 @@ def open_store(settings: Settings, pool_size: int = 5) -> SqlStore:
             PostgresDatastore(
                 dbname=pg.dbname, host=pg.host, port=pg.port, user=pg.user, password=pg.password,
                 pool_size=pool_size, max_overflow=pool_size * 2,
-                connect_timeout=3.0, pre_ping=False,
+                connect_timeout=3.0, pre_ping=True,
             ),
             POSTGRES,
         )

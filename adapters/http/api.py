@@ -18,6 +18,7 @@ from adapters.http import as_of
 from adapters.http import idempotency
 from adapters.http import presenters as p
 from adapters.http import schemas as s
+from adapters.http import task_read
 from adapters import read_models
 from adapters.http.errors import ApiError, request_id, validation_details
 from adapters.http.exports import csv_response, parse_query, wants_csv
@@ -197,6 +198,8 @@ async def create_task(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
+    if not request.scope["query_string"]:  # the current state: from the task cache while it is current
+        return await task_read.current_task(request, _matches)
     task_id = request.path_params["task_id"]
     at = as_of.task_at_query(request)  # ?version=N or ?asOf=<time>: the task as it stood then
     task = visible(request, await run_in_threadpool(as_of.task_at, services(request).app, task_id,

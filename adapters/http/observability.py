@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 access_log = logging.getLogger("tasks.access")
@@ -68,6 +66,11 @@ class _LiveState(Collector):
         yield position
         yield lag
         yield failed
+        if svc.task_cache is not None:
+            cache = svc.task_cache
+            yield _gauge("tasks_task_cache_hits", "GETs served from a cached task that was still current", cache.hits)
+            yield _gauge("tasks_task_cache_misses", "GETs that replayed the task", cache.misses)
+            yield _gauge("tasks_task_cache_bytes", "Memory the task cache accounts for", cache.bytes)
         pool = getattr(svc.store.datastore, "pool", None)
         stats = pool.get_stats() if hasattr(pool, "get_stats") else None
         if stats:
@@ -83,40 +86,6 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation)
     family.add_metric([], value)
     return family
-
-
-class ObservabilityMiddleware:
-    """Time every request, count it by route template and status, and log it as JSON."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        token = request_id_var.set(scope.get("state", {}).get("request_id", ""))
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route, scope["method"]).observe(elapsed)
-            access_log.info("%s %s %s", scope["method"], scope["path"], status,
-                            extra={"method": scope["method"], "path": scope["path"], "route": route,
-                                   "status": status, "durationMs": round(elapsed * 1000, 2)})
-            request_id_var.reset(token)
 
 
 class RequestIdFilter(logging.Filter):

@@ -7,14 +7,8 @@ the alternative. Off unless TASKS_RATE_LIMIT is set.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from adapters.http.errors import error_response
 
 
 class TokenBucket:
@@ -37,31 +31,3 @@ class TokenBucket:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
-
-
-class RateLimitMiddleware:
-    """429 with Retry-After once a key has used up its bucket; runs after authentication."""
-
-    def __init__(self, app: ASGIApp, rate: float, burst: int) -> None:
-        self.app = app
-        self.bucket = TokenBucket(rate, burst or max(1, math.ceil(rate * 2))) if rate > 0 else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = scope.get("user")
-        principal = getattr(user, "principal", None)
-        if self.bucket is None or scope["type"] != "http" or principal is None:
-            await self.app(scope, receive, send)
-            return
-        wait = self.bucket.take(principal.key_id)
-        if wait == 0.0:
-            await self.app(scope, receive, send)
-            return
-        retry_after = max(1, math.ceil(wait))
-        response = error_response(
-            HTTPConnection(scope),  # type: ignore[arg-type]
-            429, "rate_limited",
-            f"this key is over its limit of {self.bucket.rate:g} requests a second; retry after {retry_after} s",
-            {"limit": self.bucket.rate, "burst": self.bucket.burst, "retryAfter": retry_after},
-            {"Retry-After": str(retry_after)},
-        )
-        await response(scope, receive, send)

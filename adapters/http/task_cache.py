@@ -1,0 +1,69 @@
+"""A bounded cache of presented tasks, so that a GET replays a task only when it changed.
+
+An entry is the task's JSON view as the API sends it (``data`` of the envelope),
+with the version it was presented at and who may see it. It is served only when
+that version is still the task's newest in the event log (one indexed lookup per
+request), so a write by any process — this one or another — is seen by the next
+GET. Events are never changed once stored, so "same newest version" means "same
+task". Memory is bounded by the encoded size of the entries (plus a fixed
+allowance per entry); the least recently used entries go first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from uuid import UUID
+
+ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its JSON: key, record, dict slot (measured: ~350)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedTask:
+    """A task's presented view at one version, and what decides who may see it."""
+
+    version: int
+    tenant: str
+    agent_id: str | None
+    base_url: str  # the view's trackingUrl is built from the request's base URL
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + len(self.base_url) + ENTRY_OVERHEAD
+
+
+class TaskViewCache:
+    """LRU of CachedTask by task id, at most ``max_bytes`` in all; used from the event loop only."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0  # GETs answered from an entry that was still current
+        self.misses = 0  # GETs that replayed the task
+        self._entries: OrderedDict[UUID, CachedTask] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, task_id: UUID) -> CachedTask | None:
+        """The entry, whatever its version (the caller checks it against the log)."""
+        entry = self._entries.get(task_id)
+        if entry is not None:
+            self._entries.move_to_end(task_id)
+        return entry
+
+    def put(self, task_id: UUID, entry: CachedTask) -> None:
+        old = self._entries.pop(task_id, None)
+        if old is not None:
+            if old.version > entry.version:  # a slower load of an older state lost the race
+                self._entries[task_id] = old
+                return
+            self.bytes -= old.size
+        if entry.size > self.max_bytes:
+            return
+        self._entries[task_id] = entry
+        self.bytes += entry.size
+        while self.bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= evicted.size

@@ -1,0 +1,43 @@
+"""The task cache's bounds: memory, recency, and never an older state over a newer one."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from adapters.http.task_cache import ENTRY_OVERHEAD, CachedTask, TaskViewCache
+
+
+def entry(version: int, size: int = 100) -> CachedTask:
+    return CachedTask(version, "default", None, "http://h/", b"x" * size)
+
+
+def test_the_cache_never_holds_more_bytes_than_its_bound_and_drops_the_least_recent() -> None:
+    one = entry(1).size
+    cache = TaskViewCache(max_bytes=3 * one)
+    ids = [uuid4() for _ in range(4)]
+    for task_id in ids[:3]:
+        cache.put(task_id, entry(1))
+    assert cache.get(ids[0]) is not None  # now the most recent
+    cache.put(ids[3], entry(1))
+    assert cache.bytes <= cache.max_bytes and len(cache) == 3
+    assert cache.get(ids[1]) is None  # the least recently used went first
+    assert all(cache.get(task_id) is not None for task_id in (ids[0], ids[2], ids[3]))
+
+
+def test_an_entry_larger_than_the_whole_cache_is_not_kept() -> None:
+    cache = TaskViewCache(max_bytes=ENTRY_OVERHEAD + 10)
+    task_id = uuid4()
+    cache.put(task_id, entry(1, size=1000))
+    assert cache.get(task_id) is None and cache.bytes == 0
+
+
+def test_a_slower_load_of_an_older_version_does_not_replace_a_newer_one() -> None:
+    cache = TaskViewCache(max_bytes=1_000_000)
+    task_id = uuid4()
+    cache.put(task_id, entry(3))
+    cache.put(task_id, entry(2))
+    found = cache.get(task_id)
+    assert found is not None and found.version == 3
+    cache.put(task_id, entry(4, size=50))
+    found = cache.get(task_id)
+    assert found is not None and found.version == 4 and cache.bytes == entry(4, size=50).size
