@@ -22,7 +22,7 @@ from adapters.http import task_read
 from adapters import read_models
 from adapters.http.errors import ApiError, request_id, validation_details
 from adapters.http.exports import csv_response, parse_query, wants_csv
-from adapters.http.limits import check_free_form
+from adapters.http.limits import check_free_form, within_free_form_limits
 from adapters.keys import Principal
 from adapters.services import Services
 from domain import commands as c
@@ -122,7 +122,8 @@ async def read_body(request: Request, command_type: type[Any]) -> Any:
         raise ApiError(422, "validation_error", "body is nested too deeply",
                        {"field": "$", "in": "body", "reason": "nested too deeply"}) from None
     settings = services(request).settings
-    check_free_form(command, settings.max_json_depth, settings.max_json_bytes)
+    if not within_free_form_limits(body, settings.max_json_depth, settings.max_json_bytes):
+        check_free_form(command, settings.max_json_depth, settings.max_json_bytes)
     return command
 
 

@@ -25,6 +25,17 @@ def check_free_form(command: Any, max_depth: int, max_bytes: int) -> None:
             _refuse(field, f"{size} bytes encoded, over the limit of {max_bytes}", {"maxBytes": max_bytes})
 
 
+# A number re-encodes at most ~4.5 times longer than it was sent ("9e15" -> 9000000000000000.0).
+ENCODED_GROWTH = 8
+
+
+def within_free_form_limits(body: bytes, max_depth: int, max_bytes: int) -> bool:
+    """True when no free-form object in this raw JSON body can break either limit, so the
+    walk over the decoded command can be skipped: an object cannot nest deeper than the
+    body has brackets, nor re-encode larger than the body may grow."""
+    return body.count(b"{") + body.count(b"[") <= max_depth and len(body) * ENCODED_GROWTH <= max_bytes
+
+
 def depth(value: Any) -> int:
     """How deeply objects and arrays nest: 0 for a scalar, 1 for {} or []."""
     deepest, stack = 0, [(value, 1)]
