@@ -63,6 +63,11 @@ INDEXES = (
     "(tenant, agent_id, status, created_at DESC, created_position DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_team ON {table} "
     "(tenant, team_id, status, created_at DESC, created_position DESC)",
+    # an agent's or a team's newest tasks without a status (else: a scan of the tenant, or a sort)
+    "CREATE INDEX IF NOT EXISTS {table}_agent_recent ON {table} "
+    "(tenant, agent_id, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_team_recent ON {table} "
+    "(tenant, team_id, created_at DESC, created_position DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_priority ON {table} "
     "(tenant, priority, status, created_at DESC, created_position DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_rank ON {table} (tenant, priority_rank, created_position)",
@@ -268,19 +273,37 @@ class TaskListView(TableView[TaskRow]):
             if after is not None:
                 where += f" AND ({expression}, created_position) {'<' if descending else '>'} (?, ?)"
                 params = [*params, after.value, after.position]
+            # The exact total says when the page is empty: then look at no row (a filter that matches
+            # nothing would otherwise walk its whole index range), but still name the table.
+            wanted = 0 if after is None and total <= query.offset else query.limit + 1
             cursor.execute(
                 self._sql(f"SELECT {SELECTED}, {expression} AS sort_value FROM {table} WHERE {where} "
                           f"ORDER BY {expression} {direction}, created_position {direction} LIMIT ? OFFSET ?"),
-                [*params, query.limit + 1, query.offset],
+                [*params, wanted, query.offset],
             )
             found = cursor.fetchall()
-        to_row = self.to_row
-        rows = [to_row(item) for item in found[: query.limit]]
+        width = len(COLUMNS)  # rows by position: a lookup by column name per field cost more than the query
+        if self._is_pg:
+            rows = [TaskRow(*tuple(item.values())[:width]) for item in found[: query.limit]]
+        else:
+            rows = [TaskRow(*tuple(item)[:width]) for item in found[: query.limit]]
         next_cursor = None
         if len(found) > query.limit:
             last = found[query.limit - 1]
             next_cursor = encode_cursor(query.sort, last["sort_value"], int(last["created_position"]))
         return rows, total, position, next_cursor
+
+    def answers_quickly(self, query: ListTasksQuery | StatsQuery) -> bool:
+        """Whether the answer costs no more than a few index seeks on a local SQLite file (a total
+        or stats the counts hold; for a page, the creation-time order every filter's index ends in
+        and a small offset), so that it may run on the event loop rather than pay a thread hop.
+        On PostgreSQL every read is network I/O and stays off the loop."""
+        if self._is_pg:
+            return False
+        if isinstance(query, StatsQuery):
+            names = [COUNTED_GROUPS[name] for name in query.groups() if name != "status"]
+            return counter_for(query, names) is not None
+        return query.offset <= QUICK_OFFSET and query.sort in QUICK_SORTS and counter_for(query) is not None
 
     def stats(self, tenant: str, query: StatsQuery, now: str | None = None
               ) -> tuple[list[tuple[tuple[Any, ...], str, int]], int]:
@@ -372,6 +395,8 @@ class TaskListView(TableView[TaskRow]):
 
 
 SELECTED = ", ".join(COLUMNS)
+QUICK_OFFSET = 500  # rows a quick page may skip
+QUICK_SORTS = frozenset({"-createdAt", "createdAt"})  # the order every filter's index ends in
 
 
 def counted(row: TaskRow) -> tuple[str, ...]:
