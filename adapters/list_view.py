@@ -58,7 +58,8 @@ COMMON_COLUMNS = """tenant TEXT NOT NULL,
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS {table}_created ON {table} "
     "(tenant, created_at DESC, created_position DESC, status, priority)",
-    "CREATE INDEX IF NOT EXISTS {table}_status ON {table} (tenant, status, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_status ON {table} "
+    "(tenant, status, created_at DESC, created_position DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_agent ON {table} "
     "(tenant, agent_id, status, created_at DESC, created_position DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_team ON {table} "
@@ -167,7 +168,7 @@ class TaskListView(TableView[TaskRow]):
     schema = 6  # 6: the counts table, indexes in the default sort's order
     columns = COLUMNS
     row_type = TaskRow
-    remember = "notes"  # a changed note renews the row's full-text entry; a changed status… moves counts
+    remember = "notes"  # see remembered(): notes renew the full-text entry, the counted columns move counts
 
     def __init__(self, store: SqlStore, name: str = "task_list", *, pinned: str | None = None) -> None:
         super().__init__(store, name, pinned=pinned)
@@ -243,7 +244,8 @@ class TaskListView(TableView[TaskRow]):
             table, _ = self._table_and_position(cursor)
             cursor.execute(f"SELECT tenant, dim, value, status, n FROM {table}_counts WHERE n <> 0 "
                            "ORDER BY tenant, dim, value, status")
-            return [(f["tenant"], f["dim"], f["value"] or None, f["status"], int(f["n"])) for f in cursor.fetchall()]
+            return [(f["tenant"], f["dim"], f["value"] or None, f["status"], int(f["n"]))
+                    for f in cursor.fetchall()]
 
     # --- read side -------------------------------------------------------------------
 
