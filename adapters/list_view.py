@@ -49,22 +49,59 @@ COMMON_COLUMNS = """tenant TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     position BIGINT NOT NULL,
     notes TEXT NOT NULL"""
-# Each filter's index carries status, so that exact totals and the stats' GROUP BY (in index
-# order: SQLite has no hash aggregate) come from the index alone; the creation-time index also
-# carries priority, for a date range with a priority; each sort has an index in its order, ties
-# broken by position.
+# Each filter's index carries status (so that a filter with a status is one range), then the
+# default sort's order with its tie-break, so that a page of the newest rows with one or two
+# filters is read straight from the index, without a sort; the creation-time index also carries
+# status and priority, for a date range with them; each sort has an index in its order, ties
+# broken by position. Exact totals and stats come from the counts table where it covers the
+# filters (see COUNTED), so no index has to serve a COUNT over the tenant.
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS {table}_created ON {table} "
     "(tenant, created_at DESC, created_position DESC, status, priority)",
-    "CREATE INDEX IF NOT EXISTS {table}_status ON {table} (tenant, status, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_agent ON {table} (tenant, agent_id, status, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_team ON {table} (tenant, team_id, status, created_at DESC)",
-    "CREATE INDEX IF NOT EXISTS {table}_priority ON {table} (tenant, priority, status, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_status ON {table} "
+    "(tenant, status, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_agent ON {table} "
+    "(tenant, agent_id, status, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_team ON {table} "
+    "(tenant, team_id, status, created_at DESC, created_position DESC)",
+    # an agent's or a team's newest tasks without a status (else: a scan of the tenant, or a sort)
+    "CREATE INDEX IF NOT EXISTS {table}_agent_recent ON {table} "
+    "(tenant, agent_id, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_team_recent ON {table} "
+    "(tenant, team_id, created_at DESC, created_position DESC)",
+    "CREATE INDEX IF NOT EXISTS {table}_priority ON {table} "
+    "(tenant, priority, status, created_at DESC, created_position DESC)",
     "CREATE INDEX IF NOT EXISTS {table}_rank ON {table} (tenant, priority_rank, created_position)",
     "CREATE INDEX IF NOT EXISTS {table}_updated ON {table} (tenant, updated_at, created_position)",
     "CREATE INDEX IF NOT EXISTS {table}_deadline ON {table} (tenant, deadline, status)",
     "CREATE INDEX IF NOT EXISTS {table}_deadline_asc ON {table} (tenant, (COALESCE(deadline, '~')), created_position)",
     "CREATE INDEX IF NOT EXISTS {table}_deadline_desc ON {table} (tenant, (COALESCE(deadline, '')), created_position)",
+)
+# Exact counts kept beside the rows, in the same transaction: per tenant, status and the value of
+# one more column (dim: priority, agent_id, team_id or day of creation; '' stands for "none").
+# A list total or a stats query whose filters and groups name status and at most one of these
+# columns (and no date range, overdue or q) is a sum over a handful of these rows; any other
+# combination falls back to COUNT over the rows' indexes.
+COUNTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {table}_counts (
+    tenant TEXT NOT NULL,
+    dim TEXT NOT NULL,
+    value TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (tenant, dim, value, status)
+){without_rowid}"""
+COUNTED: tuple[str, ...] = ("priority", "agent_id", "team_id", "day")
+COUNTED_GROUPS = {"priority": "priority", "agentId": "agent_id", "teamId": "team_id", "day": "day"}
+ADD_COUNT = (
+    "INSERT INTO {table}_counts (tenant, dim, value, status, n) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (tenant, dim, value, status) DO UPDATE SET n = {table}_counts.n + excluded.n"
+)
+# The physical table and its position, in one statement (the position first: rows read after it
+# in the same transaction reflect at least that position).
+TABLE_AND_POSITION = (
+    "SELECT r.physical AS physical, t.position AS position FROM projection_tables r "
+    "LEFT JOIN projection_tracking t ON t.name = r.physical WHERE r.name = ?"
 )
 
 FILTERS: tuple[tuple[str, str], ...] = (
@@ -128,10 +165,10 @@ def search_words(text: str) -> list[str]:
 class TaskListView(TableView[TaskRow]):
     """Rows of the list view, and the log position they reflect."""
 
-    schema = 5
+    schema = 6  # 6: the counts table, indexes in the default sort's order
     columns = COLUMNS
     row_type = TaskRow
-    remember = "notes"  # a changed note renews the row's full-text entry
+    remember = "notes"  # see remembered(): notes renew the full-text entry, the counted columns move counts
 
     def __init__(self, store: SqlStore, name: str = "task_list", *, pinned: str | None = None) -> None:
         super().__init__(store, name, pinned=pinned)
@@ -140,8 +177,10 @@ class TaskListView(TableView[TaskRow]):
 
     def table_ddl(self, table: str) -> list[str]:
         if self._is_pg:
-            return [POSTGRES_TABLE.format(table=table, common=COMMON_COLUMNS)]
-        return [SQLITE_TABLE.format(table=table, common=COMMON_COLUMNS), SQLITE_FTS.format(table=table)]
+            return [POSTGRES_TABLE.format(table=table, common=COMMON_COLUMNS),
+                    COUNTS_TABLE.format(table=table, without_rowid="")]
+        return [SQLITE_TABLE.format(table=table, common=COMMON_COLUMNS), SQLITE_FTS.format(table=table),
+                COUNTS_TABLE.format(table=table, without_rowid=" WITHOUT ROWID")]
 
     def index_ddl(self, table: str) -> list[str]:
         indexes = [index.format(table=table) for index in INDEXES]
@@ -150,7 +189,8 @@ class TaskListView(TableView[TaskRow]):
         return indexes
 
     def drop_ddl(self, table: str) -> list[str]:
-        return [f"DROP TABLE IF EXISTS {table}", *([] if self._is_pg else [f"DROP TABLE IF EXISTS {table}_fts"])]
+        return [f"DROP TABLE IF EXISTS {table}", f"DROP TABLE IF EXISTS {table}_counts",
+                *([] if self._is_pg else [f"DROP TABLE IF EXISTS {table}_fts"])]
 
     # --- the fold ------------------------------------------------------------------
 
@@ -160,17 +200,52 @@ class TaskListView(TableView[TaskRow]):
     def fold(self, row: TaskRow, event: TaskEvent, position: int) -> bool:
         return fold.apply(row, event, position)
 
+    def remembered(self, row: TaskRow) -> tuple[str, tuple[str, ...]]:
+        return row.notes, counted(row)
+
     def after_write(self, cursor: Cursor, table: str, created: list[TaskRow], changed: list[TaskRow],
                     before: dict[str, Any]) -> None:
+        self._count(cursor, table, created, changed, before)
         if self._is_pg:
             return  # the tsvector is a generated column
-        renewed = [row for row in changed if row.notes != before[row.task_id]]
+        renewed = [row for row in changed if row.notes != before[row.task_id][0]]
         if renewed:
             cursor.executemany(f"DELETE FROM {table}_fts WHERE rowid = ?", [(r.created_position,) for r in renewed])
         fresh = created + renewed
         if fresh:
             cursor.executemany(f"INSERT INTO {table}_fts (rowid, body) VALUES (?, ?)",
                                [(r.created_position, r.search_text()) for r in fresh])
+
+    def _count(self, cursor: Cursor, table: str, created: list[TaskRow], changed: list[TaskRow],
+               before: dict[str, Any]) -> None:
+        """Move the counts by what this batch created and changed (one upsert per count touched)."""
+        deltas: dict[tuple[str, str, str, str], int] = {}
+
+        def add(tenant: str, values: tuple[str, ...], delta: int) -> None:
+            status = values[0]
+            for dim, value in zip(COUNTED, values[1:]):
+                key = (tenant, dim, value, status)
+                deltas[key] = deltas.get(key, 0) + delta
+
+        for row in created:
+            add(row.tenant, counted(row), 1)
+        for row in changed:
+            was, now = before[row.task_id][1], counted(row)
+            if was != now:
+                add(row.tenant, was, -1)
+                add(row.tenant, now, 1)
+        moved = [(*key, n) for key, n in sorted(deltas.items()) if n]  # sorted: one lock order everywhere
+        if moved:
+            cursor.executemany(self._sql(ADD_COUNT.format(table=table)), moved)
+
+    def counts(self) -> list[tuple[str, str, str | None, str, int]]:
+        """Every non-zero count: (tenant, dim, value, status, n), in key order (for checks)."""
+        with self.store.reading() as cursor:
+            table, _ = self._table_and_position(cursor)
+            cursor.execute(f"SELECT tenant, dim, value, status, n FROM {table}_counts WHERE n <> 0 "
+                           "ORDER BY tenant, dim, value, status")
+            return [(f["tenant"], f["dim"], f["value"] or None, f["status"], int(f["n"]))
+                    for f in cursor.fetchall()]
 
     # --- read side -------------------------------------------------------------------
 
@@ -188,46 +263,107 @@ class TaskListView(TableView[TaskRow]):
         expression = SORTS[sort][1 if descending else 0]
         direction = "DESC" if descending else "ASC"
         after = decode_cursor(query.cursor, query.sort) if query.cursor else None
-        with self.store.transaction(commit=False) as cursor:
-            table = self.table(cursor)
+        counter = counter_for(query)
+        with self.store.reading() as cursor:
+            table, position = self._table_and_position(cursor)
             where, params = self._where(table, tenant, query, now)
-            cursor.execute(self._sql(f"SELECT COUNT(*) AS n FROM {table} WHERE {where}"), params)
-            total = int(cursor.fetchone()["n"])
+            if counter is not None:
+                total = self._counted_total(cursor, table, tenant, query.status, *counter)
+            else:
+                cursor.execute(self._sql(f"SELECT COUNT(*) AS n FROM {table} WHERE {where}"), params)
+                total = int(cursor.fetchone()["n"])
             if after is not None:
                 where += f" AND ({expression}, created_position) {'<' if descending else '>'} (?, ?)"
                 params = [*params, after.value, after.position]
+            # The exact total says when the page is empty: then look at no row (a filter that matches
+            # nothing would otherwise walk its whole index range), but still name the table.
+            wanted = 0 if after is None and total <= query.offset else query.limit + 1
             cursor.execute(
-                self._sql(f"SELECT {', '.join(COLUMNS)}, {expression} AS sort_value FROM {table} WHERE {where} "
+                self._sql(f"SELECT {SELECTED}, {expression} AS sort_value FROM {table} WHERE {where} "
                           f"ORDER BY {expression} {direction}, created_position {direction} LIMIT ? OFFSET ?"),
-                [*params, query.limit + 1, query.offset],
+                [*params, wanted, query.offset],
             )
             found = cursor.fetchall()
-            position = self._position(cursor)
-        rows = [self.to_row(item) for item in found[: query.limit]]
+        width = len(COLUMNS)  # rows by position: a lookup by column name per field cost more than the query
+        if self._is_pg:
+            rows = [TaskRow(*tuple(item.values())[:width]) for item in found[: query.limit]]
+        else:
+            rows = [TaskRow(*tuple(item)[:width]) for item in found[: query.limit]]
         next_cursor = None
         if len(found) > query.limit:
             last = found[query.limit - 1]
             next_cursor = encode_cursor(query.sort, last["sort_value"], int(last["created_position"]))
         return rows, total, position, next_cursor
 
+    def answers_quickly(self, query: ListTasksQuery | StatsQuery) -> bool:
+        """Whether the answer costs no more than a few index seeks on a local SQLite file (a total
+        or stats the counts hold; for a page, the creation-time order every filter's index ends in
+        and a small offset), so that it may run on the event loop rather than pay a thread hop.
+        On PostgreSQL every read is network I/O and stays off the loop."""
+        if self._is_pg:
+            return False
+        if isinstance(query, StatsQuery):
+            names = [COUNTED_GROUPS[name] for name in query.groups() if name != "status"]
+            return counter_for(query, names) is not None
+        return query.offset <= QUICK_OFFSET and query.sort in QUICK_SORTS and counter_for(query) is not None
+
     def stats(self, tenant: str, query: StatsQuery, now: str | None = None
               ) -> tuple[list[tuple[tuple[Any, ...], str, int]], int]:
         """Exact counts per group and status: ((group values…), status, count), and the position."""
-        groups = [GROUPS[name] for name in query.groups() if name != "status"]
-        selected = "".join(f"{expression} AS g{i}, " for i, expression in enumerate(groups))
-        grouped = "".join(f"g{i}, " for i in range(len(groups)))
-        with self.store.transaction(commit=False) as cursor:
-            table = self.table(cursor)
+        names = [name for name in query.groups() if name != "status"]
+        counter = counter_for(query, [COUNTED_GROUPS[name] for name in names])
+        with self.store.reading() as cursor:
+            table, position = self._table_and_position(cursor)
+            if counter is not None:
+                dim, value = counter
+                grouped = bool(names)
+                clauses, params = "tenant = ? AND dim = ?", [tenant, dim]
+                if value is not None:
+                    clauses += " AND value = ?"
+                    params.append(value)
+                if query.status is not None:
+                    clauses += " AND status = ?"
+                    params.append(query.status)
+                keys = "value, status" if grouped else "status"
+                cursor.execute(self._sql(f"SELECT {keys}, SUM(n) AS n FROM {table}_counts WHERE {clauses} "
+                                         f"GROUP BY {keys}"), params)
+                counts = [((found["value"] or None,) if grouped else (), found["status"], int(found["n"]))
+                          for found in cursor.fetchall() if found["n"]]
+                return counts, position
+            groups = [GROUPS[name] for name in names]
+            selected = "".join(f"{expression} AS g{i}, " for i, expression in enumerate(groups))
+            grouped_by = "".join(f"g{i}, " for i in range(len(groups)))
             where, params = self._where(table, tenant, query, now)
             cursor.execute(
                 self._sql(f"SELECT {selected}status, COUNT(*) AS n FROM {table} WHERE {where} "
-                          f"GROUP BY {grouped}status"),
+                          f"GROUP BY {grouped_by}status"),
                 params,
             )
             counts = [(tuple(found[f"g{i}"] for i in range(len(groups))), found["status"], int(found["n"]))
                       for found in cursor.fetchall()]
-            position = self._position(cursor)
         return counts, position
+
+    def _counted_total(self, cursor: Cursor, table: str, tenant: str, status: str | None, dim: str,
+                       value: str | None) -> int:
+        clauses, params = "tenant = ? AND dim = ?", [tenant, dim]
+        if value is not None:
+            clauses += " AND value = ?"
+            params.append(value)
+        if status is not None:
+            clauses += " AND status = ?"
+            params.append(status)
+        cursor.execute(self._sql(f"SELECT SUM(n) AS n FROM {table}_counts WHERE {clauses}"), params)
+        return int(cursor.fetchone()["n"] or 0)
+
+    def _table_and_position(self, cursor: Cursor) -> tuple[str, int]:
+        """The physical table this read uses, and the position it reflects (at least)."""
+        if self._pinned is not None:
+            return self._pinned, self._position(cursor)
+        cursor.execute(self._sql(TABLE_AND_POSITION), (self.name,))
+        found = cursor.fetchone()
+        if found is None:
+            raise LookupError(f"view {self.name} has no table: call create_table() first")
+        return str(found["physical"]), int(found["position"] or 0)
 
     def _where(self, table: str, tenant: str, query: TaskFilters, now: str | None) -> tuple[str, list[Any]]:
         clauses, params = ["tenant = ?"], [tenant]
@@ -258,6 +394,31 @@ class TaskListView(TableView[TaskRow]):
                 clauses.append(f"created_position IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)")
                 params.append(" ".join(f'"{word}"' for word in words))
         return " AND ".join(clauses), params
+
+
+SELECTED = ", ".join(COLUMNS)
+QUICK_OFFSET = 500  # rows a quick page may skip
+QUICK_SORTS = frozenset({"-createdAt", "createdAt"})  # the order every filter's index ends in
+
+
+def counted(row: TaskRow) -> tuple[str, ...]:
+    """What the counts key a row by: its status, then its value of each COUNTED column."""
+    return row.status, row.priority, row.agent_id or "", row.team_id or "", row.created_at[:10]
+
+
+def counter_for(query: TaskFilters, groups: Sequence[str] = ()) -> tuple[str, str | None] | None:
+    """The counts (dim, value or None for every value) that answer a query's filters and groups
+    exactly, or None when the query needs a COUNT over the rows."""
+    if query.q is not None or query.overdue is not None or query.start_date is not None \
+            or query.end_date is not None:
+        return None
+    filtered = {dim: value for dim in ("priority", "agent_id", "team_id")
+                if (value := getattr(query, dim)) is not None}
+    dims = set(filtered) | set(groups)
+    if len(dims) > 1:
+        return None
+    dim = next(iter(dims), "priority")
+    return dim, filtered.get(dim)
 
 
 def matches(row: TaskRow, words: Sequence[str]) -> bool:

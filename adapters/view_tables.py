@@ -238,8 +238,8 @@ class TableView(Generic[R]):
             table = self._claim(cursor)  # a write first: takes the write lock at once (SQLite), or the row (PG)
             self._advance(cursor, table, tracking, after)
             rows = self._load(cursor, table, [key for key in keys.values() if key not in created])
-            remember = self.remember
-            before = {key: getattr(row, remember) for key, row in rows.items()} if remember else {}
+            remembered = self.remembered
+            before = {key: remembered(row) for key, row in rows.items()} if self.remember else {}
             new: dict[str, R] = {}
             touched: set[str] = set()
             fold, new_row = self.fold, self.new_row
@@ -260,6 +260,10 @@ class TableView(Generic[R]):
             self.after_write(cursor, table, list(new.values()), changed, before)
 
     remember: str | None = None  # a field whose value before the batch after_write is given
+
+    def remembered(self, row: R) -> Any:
+        """What after_write is given of a loaded row as it was before the batch (``remember``'s value)."""
+        return getattr(row, self.remember)  # type: ignore[arg-type]
 
     @property
     def _values(self) -> Callable[[R], tuple[Any, ...]]:

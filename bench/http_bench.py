@@ -10,15 +10,18 @@ For each backend it:
    HTTP create writes, without HTTP, so that ``--tasks 1000000`` takes minutes, not
    hours). Half are created with an agent (``assigned``), half without
    (``pending``); priorities rotate over low/medium/high/urgent;
-2. starts the service (``tasks serve``, which catches its list projection up before it
-   listens) on a fresh database: a temporary SQLite file, or a database in a throwaway
+2. starts the service (``tasks serve``, which catches every view up before it listens:
+   the list, metrics and event index, with the list view's counts) on a fresh database: a temporary SQLite file, or a database in a throwaway
    PostgreSQL cluster (``tests/pg_cluster.py``) that is removed at the end;
 3. drives, with the same wrk settings, the bare app (``bench/bare.py``: JSON GET and
    msgspec-validated POST, no storage) and then the service: get (a random seeded id),
    list (``?status=…&priority=…``, a random pair), stats (``/agents/tasks/stats``, "n/a"
    while the service answers 404) and create (the seed's body);
 4. prints requests/s, p50, p99, the ratio to the bare endpoint (create vs bare POST,
-   the reads vs bare GET), wrk's non-2xx and socket-error counts, and the service's RSS.
+   the reads vs bare GET), wrk's non-2xx and socket-error counts, how long seeding and the
+   startup (views' catch-up) took, and the service's RSS: VmRSS after startup (all views
+   caught up with the seeded tasks) and after the wrk runs, and VmHWM, the peak of the whole
+   life of the process, catch-up included.
 
 Both servers run with the same settings: ``uvicorn.run`` with its defaults (one worker,
 loop and http "auto", i.e. uvloop and httptools) and log level warning, which is what
@@ -146,6 +149,17 @@ def rss_kb(pid: int) -> int:
     return total
 
 
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM (the peak resident set so far) of a process and its descendants, in kB."""
+    total = 0
+    for current in _descendants(pid):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{current}/status").read_text()
+            found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            total += int(found.group(1)) if found else 0
+    return total
+
+
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
@@ -215,6 +229,10 @@ class Server:
     def rss_mb(self) -> float:
         assert self.process is not None
         return rss_kb(self.process.pid) / 1024.0
+
+    def peak_rss_mb(self) -> float:
+        assert self.process is not None
+        return peak_rss_kb(self.process.pid) / 1024.0
 
     def settle(self, limit: float = 60.0) -> float:
         """Wait until the server is idle (under 5% of a core over 0.5 s), at most ``limit``
@@ -440,11 +458,14 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
     service = start_service(workdir, backend, database, key, tasks)
     stack.callback(service.stop)
     info: dict[str, Any] = {
+        "seed_seconds": round(seconds, 1),
         "startup_seconds": round(time.monotonic() - started, 1),
         "rss_mb_after_start": round(service.rss_mb(), 1),
+        "rss_mb_peak_after_start": round(service.peak_rss_mb(), 1),
     }
-    print(f"  service up in {info['startup_seconds']} s (projection caught up), "
-          f"RSS {info['rss_mb_after_start']} MB", flush=True)
+    print(f"  service up in {info['startup_seconds']} s (every view caught up with the {tasks:,} tasks "
+          f"before it listens), RSS {info['rss_mb_after_start']} MB (peak {info['rss_mb_peak_after_start']} MB)",
+          flush=True)
 
     env = {"BENCH_KEY": key, "BENCH_IDS": str(ids_file)}
     rows: list[Row] = []
@@ -484,6 +505,7 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         rows.append(Row(scenario, backend, result, result.requests_per_second / base.requests_per_second))
 
     info["rss_mb_after_run"] = round(service.rss_mb(), 1)
+    info["rss_mb_peak"] = round(service.peak_rss_mb(), 1)
     created = sum(r.result.requests for r in rows if r.scenario == "create" and r.result)
     info["tasks_after_run"] = tasks + created
     print(f"  service RSS after the run: {info['rss_mb_after_run']} MB "
@@ -587,9 +609,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     for backend, info in infos.items():
         print(f"{backend}: service RSS {info['rss_mb_after_start']} MB after start with "
-              f"{args.tasks:,} tasks, "
-              f"{info['rss_mb_after_run']} MB after the run (~{info['tasks_after_run']:,} tasks); "
-              f"startup with projection catch-up {info['startup_seconds']} s")
+              f"{args.tasks:,} tasks (its views caught up), "
+              f"{info['rss_mb_after_run']} MB after the run (~{info['tasks_after_run']:,} tasks), "
+              f"peak {info['rss_mb_peak']} MB; seeding {info['seed_seconds']} s, "
+              f"startup with every view's catch-up {info['startup_seconds']} s")
     failed = [(r, problems(r.result, opts.connections)) for r in rows if r.result]
     failed = [(r, found) for r, found in failed if found]
     for row, found in failed:

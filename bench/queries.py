@@ -2,6 +2,10 @@
 
     .venv/bin/python -m bench.queries                       # SQLite, 1,000,000 tasks
     .venv/bin/python -m bench.queries --database postgresql://user:pass@127.0.0.1:5432/bench
+    .venv/bin/python -m bench.queries --database throwaway-postgres --explain   # a cluster of its own
+
+``--explain`` also prints the plan each backend chose for the list's and stats' statements
+(SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN).
 
 The list view is filled once with synthetic rows (kept in the database for the
 next run): 20 agents, 5 teams, 4 priorities, the 8 statuses, creation times
@@ -77,6 +81,32 @@ def len_rows(view: TaskListView) -> int:
         return int(cursor.fetchone()["n"])
 
 
+def explain(view: TaskListView) -> None:
+    """The plans the database chose for the statements behind the list and stats endpoints."""
+    statements = [
+        ("page, status+priority", "SELECT task_id FROM {t} WHERE tenant = ? AND status = ? AND priority = ? "
+         "ORDER BY created_at DESC, created_position DESC LIMIT 51", ("default", "pending", "high")),
+        ("page, agentId", "SELECT task_id FROM {t} WHERE tenant = ? AND agent_id = ? "
+         "ORDER BY created_at DESC, created_position DESC LIMIT 51", ("default", "agent-3")),
+        ("page, teamId+status", "SELECT task_id FROM {t} WHERE tenant = ? AND team_id = ? AND status = ? "
+         "ORDER BY created_at DESC, created_position DESC LIMIT 51", ("default", "research", "review")),
+        ("total from the counts", "SELECT SUM(n) AS n FROM {t}_counts WHERE tenant = ? AND dim = ? "
+         "AND value = ? AND status = ?", ("default", "priority", "high", "pending")),
+        ("stats from the counts, groupBy=agentId", "SELECT value, status, SUM(n) AS n FROM {t}_counts "
+         "WHERE tenant = ? AND dim = ? GROUP BY value, status", ("default", "agent_id")),
+        ("fallback COUNT, agentId+priority", "SELECT COUNT(*) AS n FROM {t} WHERE tenant = ? AND agent_id = ? "
+         "AND priority = ?", ("default", "agent-3", "high")),
+    ]
+    prefix = "EXPLAIN " if view.store.dialect.is_postgres else "EXPLAIN QUERY PLAN "
+    with view.store.transaction(commit=False) as cursor:
+        table = view.table(cursor)
+        for name, sql, params in statements:
+            cursor.execute(view.store.dialect.sql(prefix + sql.format(t=table)), params)
+            lines = [str(row.get("QUERY PLAN") if isinstance(row, dict) else row["detail"])
+                     for row in cursor.fetchall()]
+            print(f"  {name}:\n" + "\n".join(f"      {line}" for line in lines))
+
+
 def measure(name: str, runs: int, query: Callable[[random.Random], Any]) -> None:
     rng = random.Random(1)
     times = []
@@ -94,8 +124,29 @@ def main() -> None:
     parser.add_argument("--database", default="sqlite:///var/bench/queries.db")
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=50, help="runs per query")
+    parser.add_argument("--explain", action="store_true", help="also print the plans chosen")
     args = parser.parse_args()
 
+    cluster = None
+    if args.database == "throwaway-postgres":  # a cluster of its own, removed at the end
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.spec_from_file_location(
+            "pg_cluster", Path(__file__).resolve().parent.parent / "tests" / "pg_cluster.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cluster = module.PgCluster().start()
+        args.database = cluster.new_database()
+    try:
+        run(args)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def run(args: argparse.Namespace) -> None:
     settings = Settings(database=args.database)
     store = open_store(settings)
     view = TaskListView(store, name="bench_list")
@@ -125,6 +176,9 @@ def main() -> None:
     print(f"{backend}: {len_rows(view):,} tasks, {args.runs} runs per query (page of 50 + exact total)")
     measure("list: newest first", args.runs, listing())
     measure("list: status=…", args.runs, listing(status=STATUSES))
+    measure("list: status=…&priority=… (counted total)", args.runs,
+            listing(status=STATUSES, priority=PRIORITIES))
+    measure("list: teamId=…", args.runs, listing(teamId=TEAMS[:4]))
     measure("list: agentId=…&status=…", args.runs, listing(agentId=AGENTS, status=STATUSES))
     measure("list: priority=…&startDate=… (7 days)", args.runs,
             listing(priority=PRIORITIES, startDate="2025-12-25", endDate="2025-12-31"))
@@ -133,8 +187,12 @@ def main() -> None:
     measure("list: sort=-priority, offset 1000", args.runs, listing(sort="-priority", offset=1000))
     measure("list: sort=deadline, next cursor page", args.runs, lambda rng: next_page(rng))
     measure("stats: byStatus", args.runs, stats())
+    measure("stats: groupBy=priority, status=…", args.runs, stats(groupBy="priority", status=STATUSES))
+    measure("stats: groupBy=agentId,priority (no counts)", args.runs, stats(groupBy="agentId,priority"))
     measure("stats: groupBy=agentId,status", args.runs, stats(groupBy="agentId,status"))
     measure("stats: groupBy=day, teamId=…", args.runs, stats(groupBy="day", teamId=TEAMS[:4]))
+    if args.explain:
+        explain(view)
     store.close()
 
 

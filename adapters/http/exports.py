@@ -6,6 +6,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -26,9 +27,7 @@ def parse_query(request: Request, query_type: type[Any]) -> Any:
     if repeated:
         raise ApiError(422, "validation_error", f"query parameter {repeated[0]} is given more than once",
                        {"field": f"$.{repeated[0]}", "in": "query", "reason": "given more than once"})
-    fields = msgspec.inspect.type_info(query_type).fields  # type: ignore[attr-defined]
-    integers = {f.encode_name for f in fields if _takes(f.type, msgspec.inspect.IntType)}
-    booleans = {f.encode_name for f in fields if _takes(f.type, msgspec.inspect.BoolType)}
+    integers, booleans = _typed_names(query_type)
     values: dict[str, Any] = {}
     for name, value in params.items():
         if name in integers and _INTEGER.match(value):
@@ -42,6 +41,15 @@ def parse_query(request: Request, query_type: type[Any]) -> Any:
     except msgspec.ValidationError as error:
         message, details = validation_details(error, "query")
         raise ApiError(422, "validation_error", message, details) from None
+
+
+@cache
+def _typed_names(query_type: type[Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """The parameters that take integers, and those that take booleans (inspected once per type:
+    msgspec.inspect costs more than the rest of a list request)."""
+    fields = msgspec.inspect.type_info(query_type).fields  # type: ignore[attr-defined]
+    return (frozenset(f.encode_name for f in fields if _takes(f.type, msgspec.inspect.IntType)),
+            frozenset(f.encode_name for f in fields if _takes(f.type, msgspec.inspect.BoolType)))
 
 
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$")
