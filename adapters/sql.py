@@ -256,10 +256,18 @@ class SchemaTooNewError(RuntimeError):
 
 @contextmanager
 def startup_lock(settings: Settings) -> Iterator[None]:
-    """Let one process at a time create or migrate the schema (PostgreSQL: an advisory
-    lock on a connection of its own; SQLite serialises DDL by itself)."""
+    """Let one process at a time create or migrate the schema: PostgreSQL, an advisory lock
+    on a connection of its own; SQLite, an exclusive lock on a file beside the database.
+    (SQLite's busy timeout is not enough: a starter whose read snapshot another starter's
+    DDL has just outdated gets "database is locked" at once, not after waiting.)"""
     if not settings.is_postgres:
-        yield
+        import fcntl
+
+        path = settings.sqlite_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".startup-lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also on a crash
+            yield
         return
     import psycopg
 

@@ -172,3 +172,21 @@ def test_a_database_from_a_newer_service_is_refused(settings: Settings) -> None:
             record_schema_version(store)
     finally:
         store.close()
+
+
+def test_processes_starting_together_on_one_sqlite_file_create_the_schema_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    database = f"sqlite:///{tmp_path}/tasks.db"
+    servers = [Server(database, tmp_path) for _ in range(3)]  # no key configured: only one may be generated
+    try:
+        for server in servers:
+            server.wait_ready()
+    finally:
+        for server in servers:
+            server.stop()
+    printed = [line for server in servers for line in server.stderr.splitlines() if line.strip().startswith("tk_")]
+    assert len(printed) == 1
+    with sqlite3.connect(tmp_path / "tasks.db") as conn:
+        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert conn.execute("SELECT COUNT(*) FROM api_keys").fetchone() == (1,)
