@@ -355,7 +355,10 @@ def routes(ops: list[Operation]) -> list[Route]:
     by_path: dict[str, dict[str, Operation]] = {}
     for op in ops:
         by_path.setdefault(op.path, {})[op.method] = op
-    return [Route(path, _by_method(methods), methods=list(methods)) for path, methods in by_path.items()]
+    # Starlette tries routes in order: the task paths, which take nearly every request, go first
+    # (their own order kept, so /agents/tasks/stats still precedes /agents/tasks/{task_id}).
+    paths = sorted(by_path, key=lambda path: not path.startswith("/agents/tasks"))
+    return [Route(path, _by_method(by_path[path]), methods=list(by_path[path])) for path in paths]
 
 
 def _by_method(methods: dict[str, Operation]) -> Callable[[Request], Any]:
