@@ -160,13 +160,12 @@ class ProjectionRunner:
         Never raises: the events are committed whatever happens here."""
         if not batch or self.status != "running":
             return False
-        positions = [position for position, _ in batch]
-        if positions != list(range(positions[0], positions[0] + len(positions))):
+        if not gapless(batch):
             self.poke()
             return False
         try:
             with self._applying:
-                if positions[0] != self._position + 1:
+                if batch[0][0] != self._position + 1:
                     applied = False
                 else:
                     applied = self._apply(list(batch))
@@ -247,6 +246,12 @@ class ProjectionRunner:
         return self.poll_interval
 
 
+def gapless(batch: Sequence[tuple[int, Any]]) -> bool:
+    """Whether a batch's positions run one after another, in order, with none missing."""
+    first = batch[0][0]
+    return [position for position, _ in batch] == list(range(first, first + len(batch)))
+
+
 def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], Any],
                    batch: Sequence[tuple[int, Any]]) -> bool:
     """Apply a batch this process has just committed to several views in one transaction
@@ -254,9 +259,9 @@ def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], A
     position. False, with nothing changed, when it cannot: then apply per view."""
     if not batch or not runners:
         return False
-    first, last = batch[0][0], batch[-1][0]
-    if [position for position, _ in batch] != list(range(first, last + 1)):
+    if not gapless(batch):
         return False
+    first, last = batch[0][0], batch[-1][0]
     with contextlib.ExitStack() as held:
         for runner in runners:  # always in the same order; a follower only ever holds its own
             held.enter_context(runner._applying)

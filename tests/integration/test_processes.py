@@ -140,19 +140,24 @@ def test_kill_9_mid_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:
         app.close()
 
 
-def test_processes_starting_together_create_the_schema_once(pg_cluster: PgCluster, tmp_path: Path) -> None:
-    import psycopg
-
-    database = pg_cluster.new_database()
-    servers = [Server(database, tmp_path) for _ in range(3)]  # no key configured: only one may be generated
+def keys_printed_by_three_started_at_once(database: str, tmp_path: Path) -> list[str]:
+    """Start three servers on one database at once, with no key configured (so each would
+    generate one if it saw no key), and return the first-start keys they printed."""
+    servers = [Server(database, tmp_path) for _ in range(3)]
     try:
         for server in servers:
             server.wait_ready()
     finally:
         for server in servers:
             server.stop()
-    printed = [line for server in servers for line in server.stderr.splitlines() if line.strip().startswith("tk_")]
-    assert len(printed) == 1
+    return [line for server in servers for line in server.stderr.splitlines() if line.strip().startswith("tk_")]
+
+
+def test_processes_starting_together_create_the_schema_once(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    import psycopg
+
+    database = pg_cluster.new_database()
+    assert len(keys_printed_by_three_started_at_once(database, tmp_path)) == 1
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
         assert conn.execute("SELECT COUNT(*) FROM api_keys").fetchone() == (1,)
@@ -178,15 +183,7 @@ def test_processes_starting_together_on_one_sqlite_file_create_the_schema_once(t
     import sqlite3
 
     database = f"sqlite:///{tmp_path}/tasks.db"
-    servers = [Server(database, tmp_path) for _ in range(3)]  # no key configured: only one may be generated
-    try:
-        for server in servers:
-            server.wait_ready()
-    finally:
-        for server in servers:
-            server.stop()
-    printed = [line for server in servers for line in server.stderr.splitlines() if line.strip().startswith("tk_")]
-    assert len(printed) == 1
+    assert len(keys_printed_by_three_started_at_once(database, tmp_path)) == 1
     with sqlite3.connect(tmp_path / "tasks.db") as conn:
         assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
         assert conn.execute("SELECT COUNT(*) FROM api_keys").fetchone() == (1,)
