@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from functools import partial
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -15,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adapters.changes import EVENTS
 from adapters.config import Settings
 from adapters import read_models
 from adapters.http import analytics, api, audit, openapi
 from adapters.http import keys as keys_api
+from adapters.http.dispatch import Dispatcher
 from adapters.http.errors import EXCEPTION_HANDLERS
 from adapters.http.idempotency import IdempotencyStore
 from adapters.http.observability import Metrics
@@ -44,6 +47,8 @@ def build_services(settings: Settings) -> Services:
     with startup_lock(settings):  # one process at a time creates tables and the first key
         app = TaskApplication(env=settings.eventsourcing_env())
         store = open_store(settings, settings.pool_size)
+        if store.changes is not None:  # SQLite: tell every process's task cache that the log grew
+            app.on_recorded = partial(store.changes.bump, EVENTS)
         views = read_models.open_views(store)  # every read model; the list view first
         list_view = views[0]
         keys = KeyStore(store)
@@ -132,7 +137,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"], name="openapi"))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestPipeline, metrics=metrics, rate=settings.rate_limit, burst=settings.rate_burst)],
+        middleware=[Middleware(RequestPipeline, metrics=metrics, rate=settings.rate_limit, burst=settings.rate_burst,
+                               dispatcher=Dispatcher(routes, EXCEPTION_HANDLERS))],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

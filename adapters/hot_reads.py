@@ -5,18 +5,21 @@ SQLite: the database is a local file, and one indexed lookup on a read-only conn
 the event loop's own (``SqlStore.dedicated_reader``) takes microseconds — less than a hop to a worker
 thread would — so it runs inline. PostgreSQL: a lookup is a network round trip, so it
 goes through an asyncio connection pool of its own and the loop serves other requests
-meanwhile. Neither caches a key: every request reads the key's row as committed now,
-so a revocation is refused from the next request on, in every process.
+meanwhile. A revocation is refused from the next request on, in every process: on
+PostgreSQL every request reads its key's row; on SQLite a key is kept only while the
+database's shared key counter (adapters/changes.py) has not moved.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from adapters.changes import KEYS, MAX_TRUST, ChangeCounters
 from adapters.config import Settings
 from adapters.keys import SELECT_BY_HASH, Principal, hash_key, principal_of
 from adapters.sql import SqlStore
@@ -24,6 +27,7 @@ from adapters.sql import _translated as sqlite_error  # one mapping of sqlite3's
 from domain.application import TaskApplication
 from domain.task import Task
 
+KEPT_PRINCIPALS = 4096  # active keys kept between reads; the memo is emptied when full
 POOL_WAIT = 1.0  # seconds a PostgreSQL lookup waits for a pooled connection before 503
 HOT_PAGE_CACHE_MB = 32  # the event loop's SQLite reader's page cache: keys and recent tasks' events
 EVENTS_AFTER = ("SELECT originator_version, topic, state FROM {table} "
@@ -31,6 +35,8 @@ EVENTS_AFTER = ("SELECT originator_version, topic, state FROM {table} "
 
 
 class HotReads(Protocol):
+    changes: ChangeCounters | None  # SQLite: the database's change counters; None: read every time
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -63,8 +69,11 @@ class SqliteReads(_Replay):
     def __init__(self, store: SqlStore, app: TaskApplication, cache_mb: int = HOT_PAGE_CACHE_MB) -> None:
         self.store = store
         self.app = app
+        self.changes = store.changes
         self._connection = store.dedicated_reader(cache_mb)
         self._events = EVENTS_AFTER.format(table=app.recorder.events_table_name)  # type: ignore[attr-defined]
+        # digest → (key counter before the read, monotonic time until which it is trusted, principal)
+        self._principals: dict[str, tuple[int, float, Principal]] = {}
 
     async def start(self) -> None:
         return None
@@ -73,9 +82,23 @@ class SqliteReads(_Replay):
         return None
 
     async def principal(self, secret: str) -> Principal | None:
+        """An active key's principal, kept while no key changed (adapters/changes.py) for at most
+        MAX_TRUST seconds; an unknown or revoked key is read every time."""
         digest = hash_key(secret)
+        now = time.monotonic()
+        before = self.changes.value(KEYS) if self.changes is not None else None
+        kept = self._principals.get(digest)
+        if kept is not None and kept[0] == before and kept[1] > now:
+            return kept[2]
         rows = self._read(SELECT_BY_HASH, (digest,))
-        return principal_of(rows[0] if rows else None, digest)
+        found = principal_of(rows[0] if rows else None, digest)
+        if found is None:
+            self._principals.pop(digest, None)
+        elif before is not None:
+            if len(self._principals) >= KEPT_PRINCIPALS:
+                self._principals.clear()
+            self._principals[digest] = (before, now + MAX_TRUST, found)
+        return found
 
     async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
         return self._read(self._events, (task_id.hex, after))
@@ -89,6 +112,8 @@ class SqliteReads(_Replay):
 
 class PostgresReads(_Replay):
     """Lookups through an asyncio connection pool."""
+
+    changes = None  # the database may be shared by hosts: read every time
 
     def __init__(self, settings: Settings, app: TaskApplication) -> None:
         from psycopg import sql

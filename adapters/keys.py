@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from adapters.changes import KEYS
 from adapters.sql import SqlStore
 
 ROLES = ("admin", "client", "agent", "auditor", "analyst")
@@ -102,8 +103,9 @@ def _now() -> str:
 
 
 class KeyStore:
-    """Keys in the service's own database, read on every request so a revocation
-    takes effect at once in every process."""
+    """Keys in the service's own database. A revocation takes effect at once in every
+    process: each request reads its key's row, or on SQLite keeps it only while the
+    shared key counter (adapters/changes.py) says no key changed since."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
@@ -119,6 +121,7 @@ class KeyStore:
         key_id = key_id_of(secret)
         with self.store.transaction(commit=True) as cursor:
             cursor.execute(self._sql(INSERT), (key_id, hash_key(secret), tenant, role, agent_id, label, _now()))
+        self._changed()
         return key_id
 
     def issue(self, tenant: str, role: str, agent_id: str | None = None,
@@ -156,7 +159,13 @@ class KeyStore:
             sql, params = sql + " AND tenant = ?", (*params, tenant)
         with self.store.transaction(commit=True) as cursor:
             cursor.execute(self._sql(sql), params)
+        self._changed()
         return self.get(key_id, tenant)
+
+    def _changed(self) -> None:
+        """Tell every process's key cache (hot_reads.SqliteReads) to read keys again."""
+        if self.store.changes is not None:
+            self.store.changes.bump(KEYS)
 
     def count_active(self) -> int:
         with self.store.transaction(commit=False) as cursor:

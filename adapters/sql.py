@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adapters.changes import open_counters
 from adapters.config import Settings
 
 
@@ -65,6 +66,8 @@ class SqlStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        # SQLite: counters every process of this database bumps after a commit (adapters/changes.py)
+        self.changes = open_counters(sqlite_path) if sqlite_path is not None else None
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
@@ -172,6 +175,8 @@ class SqlStore:
             readers, self._readers = self._readers, []
         for connection in readers:
             connection.close()
+        if self.changes is not None:
+            self.changes.close()
         self.datastore.close()
 
 

@@ -86,6 +86,7 @@ class TaskApplication(Application[UUID]):
     env: ClassVar[dict[str, str]] = {"MAPPER_TOPIC": "adapters.codec:EventMapper"}
     events_appended = 0
     conflicts_retried = 0
+    on_recorded: Callable[[], None] | None = None  # called after each commit of events (adapters wire it)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         if kwargs or not all(type(obj) is Task for obj in objs):
@@ -102,6 +103,12 @@ class TaskApplication(Application[UUID]):
             self._take_snapshots(processing)
             self._notify(recordings)
         self.events_appended += len(recordings)
+        return recordings
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        recordings = super()._record(processing_event)
+        if self.on_recorded is not None:
+            self.on_recorded()
         return recordings
 
     def create_task(self, command: c.CreateTask, by: Actor) -> Written:

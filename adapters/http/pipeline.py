@@ -21,6 +21,7 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.http.dispatch import Dispatcher
 from adapters.http.errors import error_response
 from adapters.http.middleware import GOOD_REQUEST_ID, PUBLIC_PATHS, KeyUser
 from adapters.http.observability import Metrics, access_log, request_id_var
@@ -31,10 +32,13 @@ _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="tasks"'}
 
 
 class RequestPipeline:
-    """Request id → timing and access log → bearer key → rate limit → the app."""
+    """Request id → timing and access log → bearer key → rate limit → the endpoint (``dispatcher``),
+    or Starlette's router for what the dispatcher does not serve."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, rate: float = 0.0, burst: int = 0) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, rate: float = 0.0, burst: int = 0,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.app = app
+        self.dispatcher = dispatcher
         self.metrics = metrics
         self.bucket = TokenBucket(rate, burst or max(1, math.ceil(rate * 2))) if rate > 0 else None
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -69,10 +73,12 @@ class RequestPipeline:
         token = request_id_var.set(request_id)
         try:
             refusal = await self._admit(scope, state, authorization)
-            if refusal is None:
-                await self.app(scope, receive, send_with_id)
-            else:
+            if refusal is not None:
                 await refusal(scope, receive, send_with_id)
+            elif self.dispatcher is not None and (found := self.dispatcher.find(scope)) is not None:
+                await self.dispatcher(*found, scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")

@@ -3,8 +3,9 @@
 An entry is the task's JSON view as the API sends it (``data`` of the envelope),
 with the version it was presented at and who may see it. It is served only when
 that version is still the task's newest in the event log (one indexed lookup per
-request), so a write by any process — this one or another — is seen by the next
-GET. Events are never changed once stored, so "same newest version" means "same
+request, skipped on SQLite while the database's events counter has not moved since
+the last lookup), so a write by any process — this one or another — is seen by the
+next GET. Events are never changed once stored, so "same newest version" means "same
 task". Memory is bounded by the encoded size of the entries (plus a fixed
 allowance per entry); the least recently used entries go first.
 """
@@ -18,7 +19,7 @@ from uuid import UUID
 ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its JSON: key, record, dict slot (measured: ~350)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CachedTask:
     """A task's presented view at one version, and what decides who may see it."""
 
@@ -27,6 +28,10 @@ class CachedTask:
     agent_id: str | None
     base_url: str  # the view's trackingUrl is built from the request's base URL
     data: bytes
+    # SQLite: the events counter (adapters/changes.py) when the log last showed this version as
+    # the newest, and until when that is trusted; while both hold, no read is needed
+    checked: int | None = None
+    trusted_until: float = 0.0
 
     @property
     def size(self) -> int:

@@ -3,6 +3,7 @@ came after the cached version, replayed from its events when one did (README: Re
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.changes import EVENTS, MAX_TRUST
 from adapters.http import presenters as p
 from adapters.http import schemas as s
 from adapters.http.task_cache import CachedTask
@@ -51,10 +53,17 @@ async def current_task(request: Request, not_modified: Any) -> Response:
     entry = cache.get(uuid)
     if entry is not None and entry.base_url != base:
         entry = None
-    # One indexed read answers both "is the copy current?" and, for an uncached task, "what are its events?"
-    events = await svc.reads.task_events(uuid, entry.version if entry else 0)
-    if entry is not None and events:  # changed since it was cached: replay from the start
-        events = await svc.reads.task_events(uuid, 0)
+    changes = svc.reads.changes
+    before = changes.value(EVENTS) if changes is not None else None
+    now = time.monotonic()
+    read = not (entry is not None and entry.checked == before and entry.trusted_until > now)
+    if not read:
+        events = []  # no event was appended anywhere since the log last showed this version as the newest
+    else:
+        # One indexed read answers both "is the copy current?" and, for an uncached task, "what are its events?"
+        events = await svc.reads.task_events(uuid, entry.version if entry else 0)
+        if entry is not None and events:  # changed since it was cached: replay from the start
+            events = await svc.reads.task_events(uuid, 0)
     if entry is None or events:
         cache.misses += 1
         if len(events) <= INLINE_REPLAY:  # a few events replay faster than a hop to a worker thread
@@ -68,6 +77,8 @@ async def current_task(request: Request, not_modified: Any) -> Response:
         cache.put(uuid, entry)
     else:
         cache.hits += 1
+    if read and before is not None:  # the log showed this version as the newest after `before`
+        entry.checked, entry.trusted_until = before, now + MAX_TRUST
     if entry.tenant != who.tenant or (who.role == "agent" and entry.agent_id != who.agent_id):
         raise TaskNotFoundError(task_id)  # another tenant's task, or another agent's, is as missing
     headers = {"ETag": f'"{entry.version}"'}
