@@ -47,7 +47,7 @@ def error_response(request: Request, status: int, code: str, message: str,
 
 
 def request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", "") or ""
+    return request.scope.get("state", {}).get("request_id") or ""
 
 
 def validation_details(error: msgspec.ValidationError, where: str = "body") -> tuple[str, dict[str, Any]]:

@@ -27,6 +27,14 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.commands = Counter("tasks_commands", "Commands run, by type and outcome", ["command", "outcome"],
                                 registry=self.registry)
+        self._commands: dict[tuple[str, str], Any] = {}
+
+    def command(self, command: str, outcome: str) -> Any:
+        """The commands counter for these labels, looked up once (``labels()`` takes a lock)."""
+        child = self._commands.get((command, outcome))
+        if child is None:
+            child = self._commands[(command, outcome)] = self.commands.labels(command, outcome)
+        return child  # commands and outcomes are the code's own names: the memo stays small
 
     def watch(self, services: Any) -> None:
         """Report the live state of a process's parts at every scrape."""

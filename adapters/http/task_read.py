@@ -27,7 +27,7 @@ INLINE_REPLAY = 32  # events; replay costs ~15 µs an event, a thread-pool hop m
 _bases: dict[tuple[Any, ...], str] = {}
 
 
-def _base_url(request: Request) -> str:
+def base_url(request: Request) -> str:
     """str(request.base_url), built once per scheme, server, root path and Host header."""
     scope = request.scope
     hosts = tuple(value for name, value in scope["headers"] if name == b"host")
@@ -44,11 +44,11 @@ def _base_url(request: Request) -> str:
 
 async def current_task(request: Request, not_modified: Any) -> Response:
     """The task as it stands now; ``not_modified(header, version)`` decides a 304."""
-    svc = request.state.services
+    svc = request.scope["state"]["services"]
     who = request.user.principal
     task_id: str = request.path_params["task_id"]
     uuid = parse_id(task_id)
-    base = _base_url(request)
+    base = base_url(request)
     cache = svc.task_cache
     entry = cache.get(uuid)
     if entry is not None and entry.base_url != base:
@@ -85,6 +85,6 @@ async def current_task(request: Request, not_modified: Any) -> Response:
     if not_modified(request.headers.get("if-none-match"), entry.version):
         return Response(status_code=304, headers=headers)
     now = datetime.now(timezone.utc)
-    metadata = _encoder.encode(s.Metadata(request_id=request.state.request_id, timestamp=now))
+    metadata = _encoder.encode(s.Metadata(request_id=request.scope["state"]["request_id"], timestamp=now))
     return Response(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), headers=headers,
                     media_type="application/json")
