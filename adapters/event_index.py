@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from adapters.view_tables import ADVANCE as ADVANCE_TRACKING
-from adapters.view_tables import ADVANCE_FROM, CREATE_TRACKING, SELECT_POSITION
+from adapters.view_tables import ADVANCE_FROM, CREATE_TRACKING, SELECT_POSITION, insert_rows
 from adapters.sql import SqlStore
 from domain.ids import public_id
 from domain.task import TaskEvent
@@ -36,8 +36,8 @@ CREATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS event_index_type ON event_index (tenant, type, position)",
     "CREATE INDEX IF NOT EXISTS event_index_time ON event_index (tenant, timestamp)",
 )
-INSERT = ("INSERT INTO event_index (position, tenant, task_id, version, type, timestamp) "
-          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (position) DO NOTHING")
+INSERT_HEAD = "INSERT INTO event_index (position, tenant, task_id, version, type, timestamp)"
+INSERT_TAIL = " ON CONFLICT (position) DO NOTHING"
 # The event store's own table: SQLite's rowid and PostgreSQL's notification_id are log positions.
 SELECT_EVENTS = {
     "sqlite": "SELECT rowid AS position, originator_id, originator_version, topic, state "
@@ -49,7 +49,11 @@ SELECT_EVENTS = {
 
 def stamp(moment: datetime) -> str:
     """Fixed-width UTC text, so that times compare as strings on both databases."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime's %Y does not pad (glibc): keep what is stored
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime above, at a third of its cost.
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class EventIndex:
@@ -65,8 +69,14 @@ class EventIndex:
 
     def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking,
                     after: int | None = None) -> None:
-        rows = [(position, event.tenant, public_id(event.originator_id), event.originator_version,  # type: ignore[arg-type]
-                 type(event).__name__, stamp(event.timestamp)) for position, event in batch]
+        ids: dict[UUID, str] = {}  # a task's events come together: name each task once
+        rows = []
+        for position, event in batch:
+            task = event.originator_id
+            if (task_id := ids.get(task)) is None:
+                task_id = ids[task] = public_id(task)  # type: ignore[arg-type]
+            rows.append((position, event.tenant, task_id, event.originator_version,
+                         type(event).__name__, stamp(event.timestamp)))
         with self.store.transaction(commit=True) as cursor:
             # Tracking first: a write takes SQLite's write lock at once; ``after`` makes it a compare-and-set.
             if after is None:
@@ -77,8 +87,7 @@ class EventIndex:
                 if after is not None:
                     raise PositionMovedError(f"{self.name} is no longer at {after}")
                 raise IntegrityError(f"{self.name} is already at or past {tracking.notification_id}")
-            if rows:
-                cursor.executemany(self._sql(INSERT), rows)
+            insert_rows(cursor, self._sql, INSERT_HEAD, rows, INSERT_TAIL)
 
     def position(self) -> int:
         with self.store.transaction(commit=False) as cursor:

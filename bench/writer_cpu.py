@@ -20,6 +20,7 @@ import argparse
 import cProfile
 import pstats
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="creates per batch (per commit)")
     parser.add_argument("--rounds", type=int, default=40, help="batches per stage; the best is reported")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of run_batch instead")
+    parser.add_argument("--contend", action="store_true",
+                        help="with a busy Python thread beside, as the event loop is under load: it holds the "
+                             "GIL ~50 µs at a time, so each GIL release costs the writer a hand-over")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="writer-cpu-") as folder:
@@ -55,10 +59,26 @@ def main() -> None:
         services.writer.stop()
         for runner in services.projections:
             runner.stop()
+        stop = threading.Event()
+        busy = threading.Thread(target=event_loop_like, args=(stop,), daemon=True)
+        if args.contend:
+            busy.start()
         try:
             run(services, args)
         finally:
+            stop.set()
+            if args.contend:
+                busy.join()
             services.close()
+
+
+def event_loop_like(stop: threading.Event) -> None:
+    """Pure-Python work in slices of ~50 µs, each followed by a call that releases the GIL."""
+    while not stop.is_set():
+        total = 0
+        for number in range(1000):
+            total += number * number
+        time.sleep(0)
 
 
 def run(services: Any, args: argparse.Namespace) -> None:
