@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from adapters.view_tables import ADVANCE as ADVANCE_TRACKING
-from adapters.view_tables import ADVANCE_FROM, CREATE_TRACKING, SELECT_POSITION, insert_rows
+from adapters.view_tables import ADVANCE_FROM, CREATE_TRACKING, SELECT_POSITION
 from adapters.sql import SqlStore
 from domain.ids import public_id
 from domain.task import TaskEvent
@@ -36,8 +36,8 @@ CREATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS event_index_type ON event_index (tenant, type, position)",
     "CREATE INDEX IF NOT EXISTS event_index_time ON event_index (tenant, timestamp)",
 )
-INSERT_HEAD = "INSERT INTO event_index (position, tenant, task_id, version, type, timestamp)"
-INSERT_TAIL = " ON CONFLICT (position) DO NOTHING"
+INSERT = ("INSERT INTO event_index (position, tenant, task_id, version, type, timestamp) "
+          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (position) DO NOTHING")
 # The event store's own table: SQLite's rowid and PostgreSQL's notification_id are log positions.
 SELECT_EVENTS = {
     "sqlite": "SELECT rowid AS position, originator_id, originator_version, topic, state "
@@ -87,7 +87,8 @@ class EventIndex:
                 if after is not None:
                     raise PositionMovedError(f"{self.name} is no longer at {after}")
                 raise IntegrityError(f"{self.name} is already at or past {tracking.notification_id}")
-            insert_rows(cursor, self._sql, INSERT_HEAD, rows, INSERT_TAIL)
+            if rows:
+                cursor.executemany(self._sql(INSERT), rows)
 
     def position(self) -> int:
         with self.store.transaction(commit=False) as cursor:

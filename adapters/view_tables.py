@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -64,30 +63,6 @@ ADVANCE_FROM = (
 )
 SELECT_TRACKED = "SELECT name FROM projection_tracking"
 DROP_TRACKING = "DELETE FROM projection_tracking WHERE name = ?"
-ROWS_PER_STATEMENT = (64, 16, 4, 1)  # largest first; each size's statement is prepared once per connection
-
-
-def insert_rows(cursor: Cursor, sql: Callable[[str], str], head: str, rows: Sequence[Sequence[Any]],
-                tail: str = "") -> None:
-    """``{head} VALUES (?, …), (?, …) {tail}`` for every row, in a few multi-row statements.
-
-    The same as ``executemany`` of the one-row statement (rows are inserted in order), but
-    executemany takes one SQLite step per row, and each step hands the GIL to the event loop
-    and waits to get it back: a batch of creates did that a hundred times in its views."""
-    if not rows:
-        return
-    width, done, count = len(rows[0]), 0, len(rows)
-    for size in ROWS_PER_STATEMENT:
-        while count - done >= size:
-            chunk = rows[done : done + size]
-            cursor.execute(_multi_row(sql, head, width, size, tail), [value for row in chunk for value in row])
-            done += size
-
-
-@cache
-def _multi_row(sql: Callable[[str], str], head: str, width: int, rows: int, tail: str) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return sql(f"{head} VALUES {', '.join([one] * rows)}{tail}")
 
 
 class TableView(Generic[R]):
@@ -279,10 +254,9 @@ class TableView(Generic[R]):
             values = self._values
             changed = [rows[key] for key in touched if key not in new]
             if new:
-                insert_rows(cursor, self._sql, self._insert_head(table), [values(r) for r in new.values()])
+                cursor.executemany(self._sql(self._insert_sql(table)), [values(r) for r in new.values()])
             if changed:
-                insert_rows(cursor, self._sql, self._insert_head(table), [values(r) for r in changed],
-                            self._upsert_tail())
+                cursor.executemany(self._sql(self._upsert_sql(table)), [values(r) for r in changed])
             self.after_write(cursor, table, list(new.values()), changed, before)
 
     remember: str | None = None  # a field whose value before the batch after_write is given
@@ -295,18 +269,12 @@ class TableView(Generic[R]):
     def _values(self) -> Callable[[R], tuple[Any, ...]]:
         return attrgetter(*self.columns)  # type: ignore[return-value]
 
-    def _insert_head(self, table: str) -> str:
-        return f"INSERT INTO {table} ({', '.join(self.columns)})"
-
     def _insert_sql(self, table: str) -> str:
-        return f"{self._insert_head(table)} VALUES ({', '.join('?' for _ in self.columns)})"
-
-    def _upsert_tail(self) -> str:
-        updates = ", ".join(f"{col} = excluded.{col}" for col in self.columns if col != "task_id")
-        return f" ON CONFLICT (task_id) DO UPDATE SET {updates}"
+        return f"INSERT INTO {table} ({', '.join(self.columns)}) VALUES ({', '.join('?' for _ in self.columns)})"
 
     def _upsert_sql(self, table: str) -> str:
-        return self._insert_sql(table) + self._upsert_tail()
+        updates = ", ".join(f"{col} = excluded.{col}" for col in self.columns if col != "task_id")
+        return self._insert_sql(table) + f" ON CONFLICT (task_id) DO UPDATE SET {updates}"
 
     def _load(self, cursor: Cursor, table: str, task_ids: Iterable[str]) -> dict[str, R]:
         rows: dict[str, R] = {}
