@@ -49,11 +49,12 @@ SELECT_EVENTS = {
 
 def stamp(moment: datetime) -> str:
     """Fixed-width UTC text, so that times compare as strings on both databases."""
-    moment = moment.astimezone(UTC)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
     if moment.year < 1000:  # strftime's %Y does not pad (glibc): keep what is stored
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # The same text as the strftime above, at a third of its cost.
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # The same text as the strftime above (YYYY-MM-DDTHH:MM:SS.ffffff+00:00, cut), at a third of its cost.
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 class EventIndex:
