@@ -146,4 +146,5 @@ class Settings:
             }
         path = self.sqlite_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+        # The library's SQLite persistence, with a statement cache and batched inserts.
+        return {"PERSISTENCE_MODULE": "adapters.recorder:SQLiteFactory", "SQLITE_DBNAME": str(path)}

@@ -49,7 +49,12 @@ SELECT_EVENTS = {
 
 def stamp(moment: datetime) -> str:
     """Fixed-width UTC text, so that times compare as strings on both databases."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime's %Y does not pad (glibc): keep what is stored
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime above (YYYY-MM-DDTHH:MM:SS.ffffff+00:00, cut), at a third of its cost.
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 class EventIndex:
@@ -65,8 +70,14 @@ class EventIndex:
 
     def apply_batch(self, batch: Sequence[tuple[int, TaskEvent]], tracking: Tracking,
                     after: int | None = None) -> None:
-        rows = [(position, event.tenant, public_id(event.originator_id), event.originator_version,  # type: ignore[arg-type]
-                 type(event).__name__, stamp(event.timestamp)) for position, event in batch]
+        ids: dict[UUID, str] = {}  # a task's events come together: name each task once
+        rows = []
+        for position, event in batch:
+            task = event.originator_id
+            if (task_id := ids.get(task)) is None:
+                task_id = ids[task] = public_id(task)  # type: ignore[arg-type]
+            rows.append((position, event.tenant, task_id, event.originator_version,
+                         type(event).__name__, stamp(event.timestamp)))
         with self.store.transaction(commit=True) as cursor:
             # Tracking first: a write takes SQLite's write lock at once; ``after`` makes it a compare-and-set.
             if after is None:

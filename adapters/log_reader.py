@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID, SafeUUID
 
 import msgspec
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from domain.application import TaskApplication
 from domain.task import EVENT_TYPES, TaskEvent
@@ -51,7 +52,7 @@ class LogReader:
     def __init__(self, app: TaskApplication) -> None:
         self.app = app
         recorder = app.recorder
-        self._sqlite = type(recorder).__module__ == "eventsourcing.sqlite"
+        self._sqlite = isinstance(recorder, SQLiteApplicationRecorder)  # also adapters.recorder's
         if self._sqlite:
             self._select = (f"SELECT rowid, originator_id, originator_version, topic, state "
                             f"FROM {recorder.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?")

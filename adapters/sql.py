@@ -181,9 +181,11 @@ class SqlStore:
 
 
 def _relaxed_sqlite(path: str, pool_size: int) -> Datastore:
-    from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore
+    from eventsourcing.sqlite import SQLiteConnection, SQLiteDatastore
 
-    class RelaxedPool(SQLiteConnectionPool):
+    from adapters.recorder import CachingPool
+
+    class RelaxedPool(CachingPool):
         def _create_connection(self) -> SQLiteConnection:
             connection = super()._create_connection()
             connection.cursor().execute("PRAGMA synchronous = NORMAL")

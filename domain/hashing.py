@@ -20,7 +20,7 @@ _encoder = msgspec.json.Encoder(order="sorted")
 
 def canonical_bytes(event_type: str, fields: dict[str, Any]) -> bytes:
     """Deterministic bytes of an event: keys sorted, times as ISO 8601, ids as text."""
-    body = {name: value for name, value in fields.items() if name != "hash"}
+    body = {name: value for name, value in fields.items() if name != "hash"} if "hash" in fields else fields
     return _encoder.encode({"type": event_type, "fields": body})
 
 

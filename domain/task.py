@@ -8,10 +8,12 @@ schema — add fields with defaults, never rename.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
-from uuid import UUID, uuid4
+from functools import cache
+from typing import Any, TypeVar
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
@@ -19,6 +21,7 @@ from eventsourcing.utils import get_topic
 from domain import commands as c
 from domain.errors import InvalidTransitionError, RuleViolationError
 from domain.hashing import GENESIS_HASH, event_hash
+from domain.ids import new_id
 from domain.statuses import ALLOWED_FROM, Status, next_priority, priority_rank
 
 
@@ -29,6 +32,9 @@ class Actor:
     principal: str
     request_id: str
     tenant: str = "default"
+
+
+E = TypeVar("E", bound="TaskEvent")
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -346,9 +352,22 @@ class Task(Aggregate):
 
     @classmethod
     def create(cls, command: c.CreateTask, by: Actor, task_id: UUID | None = None) -> Task:
-        """Create a task; with an agent named, assign it in the same commit."""
-        task_id = task_id or uuid4()
-        fields: dict[str, Any] = {
+        """Create a task; with an agent named, assign it in the same commit.
+
+        What the library's ``Aggregate._create`` does, without its generic machinery
+        (a third of a create's CPU on the writer thread): the same TaskCreated event,
+        the same task state, the same pending event."""
+        task_id = task_id or new_id()
+        timestamp = TaskCreated.create_timestamp()
+        state: dict[str, Any] = {
+            "originator_id": task_id,
+            "originator_version": cls.INITIAL_VERSION,
+            "timestamp": timestamp,
+            "originator_topic": get_topic(cls),
+            "actor": by.principal,
+            "request_id": by.request_id,
+            "tenant": by.tenant,
+            "prev_hash": GENESIS_HASH,
             "task": command.task,
             "agent_id": command.agent_id,
             "team_id": command.team_id,
@@ -358,29 +377,15 @@ class Task(Aggregate):
             "deliverables": list(command.deliverables),
             "budget": command.budget,
         }
-        timestamp = TaskCreated.create_timestamp()
-        header = {
-            "originator_topic": get_topic(cls),
-            "originator_id": task_id,
-            "originator_version": cls.INITIAL_VERSION,
-            "timestamp": timestamp,
-            "actor": by.principal,
-            "request_id": by.request_id,
-            "tenant": by.tenant,
-            "prev_hash": GENESIS_HASH,
-        }
-        digest = event_hash("TaskCreated", {**header, **fields})
-        task = cls._create(
-            TaskCreated,
-            id=task_id,
-            timestamp=timestamp,
-            actor=by.principal,
-            request_id=by.request_id,
-            tenant=by.tenant,
-            prev_hash=GENESIS_HASH,
-            hash=digest,
-            **fields,
-        )
+        state["hash"] = event_hash("TaskCreated", state)
+        created = new_event(TaskCreated, state)
+        task = cls.__new__(cls)
+        task._id = task_id
+        task._version = cls.INITIAL_VERSION
+        task._created_on = timestamp
+        task._modified_on = timestamp
+        task._pending_events = [created]
+        created.apply(task)
         if command.agent_id is not None:
             task.assign(c.AssignTask(agent_id=command.agent_id, team_id=command.team_id), by)
         return task
@@ -522,26 +527,44 @@ class Task(Aggregate):
     # --- event plumbing --------------------------------------------------
 
     def _trigger(self, event_class: type[TaskEvent], by: Actor, **fields: Any) -> None:
-        """Trigger the next event, stamped with its actor and chained by hash."""
+        """Trigger the next event, stamped with its actor and chained by hash: what the
+        library's ``trigger_event`` and ``Event.mutate`` do, without their generic machinery."""
         timestamp = fields.pop("timestamp", None) or event_class.create_timestamp()
-        header = {
-            "originator_id": self.id,
-            "originator_version": self.version + 1,
+        version = self._version + 1
+        state: dict[str, Any] = {
+            "originator_id": self._id,
+            "originator_version": version,
             "timestamp": timestamp,
             "actor": by.principal,
             "request_id": by.request_id,
             "tenant": self.tenant,
             "prev_hash": self.last_hash,
-        }
-        digest = event_hash(event_class.__name__, {**header, **fields})
-        self.trigger_event(
-            event_class,
-            timestamp=timestamp,
-            actor=by.principal,
-            request_id=by.request_id,
-            tenant=self.tenant,
-            prev_hash=self.last_hash,
-            hash=digest,
             **fields,
-        )
+        }
+        state["hash"] = event_hash(event_class.__name__, state)
+        event = new_event(event_class, state)
+        event.apply(self)  # first, as Event.mutate does: a failing apply changes nothing
+        self._version = version
+        self._modified_on = timestamp
+        self._pending_events.append(event)
 
+
+@cache
+def _field_names(event_class: type[TaskEvent]) -> tuple[tuple[str, ...], frozenset[str]]:
+    names = tuple(f.name for f in dataclasses.fields(event_class))  # type: ignore[arg-type]
+    return names, frozenset(names)
+
+
+def new_event(event_class: type[E], state: dict[str, Any]) -> E:
+    """The event with exactly these fields, as the event's frozen-dataclass __init__ would
+    build it (its fields in declaration order) but without its one object.__setattr__ per
+    field — the way the library's mappers restore a stored event."""
+    names, known = _field_names(event_class)
+    if state.keys() != known:
+        missing, unknown = sorted(known - state.keys()), sorted(state.keys() - known)
+        raise TypeError(f"cannot construct {event_class.__name__}: missing {missing}, unknown {unknown}")
+    if not isinstance(state["originator_id"], UUID):
+        raise TypeError(f"{event_class.__name__} was given a non-UUID originator_id: {state['originator_id']!r}")
+    event = object.__new__(event_class)
+    object.__setattr__(event, "__dict__", {name: state[name] for name in names})
+    return event

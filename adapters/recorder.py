@@ -1,0 +1,106 @@
+"""The event store on SQLite: the library's, with a statement cache and batched inserts.
+
+Two things made a group commit dear on the writer thread:
+
+- The library opens its SQLite connections with ``cached_statements=True``, a
+  cache of one statement: a transaction that runs several statements (every
+  view's batch does) prepares each of them again every time. ``CachingPool``
+  opens them as the library does, with a cache of 256.
+- Its recorder inserts a transaction's events one ``execute`` at a time,
+  reading each row's ``lastrowid`` (its log position): with group commit a
+  transaction holds dozens of events, and every ``execute`` is a step that
+  also hands the GIL to the event loop. ``BatchInsertRecorder`` inserts them
+  with multi-row ``INSERT`` statements of a few fixed sizes and takes the
+  positions from the last row's rowid: the rows of one transaction get
+  consecutive rowids, because SQLite gives a new row the largest rowid in the
+  table plus one (while that is below 2**63 - 1) and the transaction holds
+  the database's write lock throughout.
+
+The tables, the rows and every reader are the library's. ``SQLiteFactory`` is
+what ``PERSISTENCE_MODULE`` names for SQLite (adapters/config.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory as LibrarySQLiteFactory,
+)
+
+STATEMENT_CACHE = 256  # prepared statements kept per connection (the reading connections keep as many)
+CHUNKS = (64, 16, 4, 1)  # rows per INSERT statement, largest first (at most 256 parameters)
+
+
+class CachingPool(SQLiteConnectionPool):
+    """The library's SQLite pool, whose connections keep their prepared statements."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        # As SQLiteConnectionPool._create_connection (eventsourcing 9.5), but for the cache size.
+        try:
+            connection = sqlite3.connect(database=self.db_name, uri=True, check_same_thread=False,
+                                         isolation_level=None, cached_statements=STATEMENT_CACHE,
+                                         timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+        except (sqlite3.Error, TypeError) as error:
+            raise InterfaceError(error) from error
+        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode;")
+            if cursor.fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL;")
+                self.journal_mode_was_changed_to_wal = True
+            self.is_journal_mode_wal = True
+        connection.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+
+
+class BatchInsertRecorder(SQLiteApplicationRecorder):
+    """SQLiteApplicationRecorder whose inserts take a few statements per transaction."""
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> Sequence[int] | None:
+        count = len(stored_events)
+        if count < 2:
+            return super()._insert_events(c, stored_events, **kwargs)
+        params: list[Any] = []
+        for event in stored_events:
+            originator_id = event.originator_id
+            params += (originator_id.hex if isinstance(originator_id, UUID) else originator_id,
+                       event.originator_version, event.topic, event.state)
+        done = 0
+        for size in CHUNKS:
+            while count - done >= size:
+                c.execute(insert_rows(self.events_table_name, size), params[4 * done : 4 * (done + size)])
+                done += size
+        last = int(c.lastrowid)
+        return list(range(last - count + 1, last + 1))
+
+
+@cache
+def insert_rows(table: str, rows: int) -> str:
+    return f"INSERT INTO {table} VALUES " + ", ".join(["(?,?,?,?)"] * rows)
+
+
+class SQLiteFactory(LibrarySQLiteFactory):
+    """The library's SQLite infrastructure, with the pool and recorder above."""
+
+    application_recorder_class = BatchInsertRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        pool = self.datastore.pool
+        self.datastore.pool = CachingPool(db_name=pool.db_name, lock_timeout=pool.lock_timeout,
+                                          pool_size=pool.pool_size, max_overflow=pool.max_overflow,
+                                          pool_timeout=pool.pool_timeout, max_age=pool.max_age,
+                                          pre_ping=pool.pre_ping)
+        pool.close()
