@@ -225,21 +225,23 @@ async def list_tasks(request: Request) -> Response:
     view = svc.list_view
     if query.min_position > 0:  # no thread hop for the usual query, which waits for nothing
         await run_in_threadpool(read_models.wait_for, svc, view, query.min_position)
+    csv = wants_csv(request)
+    known = None if csv else svc.summaries.known  # rows whose summary JSON is cached are not read whole
     if view.answers_quickly(query):  # a few index seeks: cheaper than the hop to a thread
-        rows, total, position, next_cursor = view.page(who.tenant, query)
+        rows, total, position, next_cursor = view.page(who.tenant, query, known=known)
     else:
-        rows, total, position, next_cursor = await run_in_threadpool(view.page, who.tenant, query)
+        rows, total, position, next_cursor = await run_in_threadpool(view.page, who.tenant, query, None, known)
     headers = {"X-Projection-Position": str(position), "X-Total-Count": str(total)}
-    base = base_url(request)
-    tasks = [p.summary(row, base) for row in rows]
-    if wants_csv(request):
+    base = task_read._base_url(request)  # memoised per Host: str(request.base_url) parses a URL
+    if csv:
         if next_cursor:
             headers["X-Next-Cursor"] = next_cursor
+        tasks = [p.summary(row, base) for row in rows]
         fields = list(s.TaskSummary.__struct_encode_fields__)
         return csv_response(fields, ([_csv_value(getattr(t, f)) for f in s.TaskSummary.__struct_fields__]
                                      for t in tasks), headers)
-    page = s.TaskPage(
-        tasks=tasks,
+    page = p.EncodedPage(  # encodes as s.TaskPage; each summary's JSON from the cache
+        tasks=svc.summaries.tasks_json(rows, base),
         total=total,
         limit=query.limit,
         offset=query.offset,
