@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -154,9 +154,31 @@ class SummaryCache:
         self._parts: dict[str, tuple[int, bytes, bytes]] = {}
         self._base: tuple[str, bytes] = ("", b"")
         self._lock = threading.Lock()  # pages are also presented on worker threads
+        self._answers: dict[Hashable, tuple[int, Any]] = {}  # see held(): only on the event loop
+        self._answers_position = 0
 
     def __len__(self) -> int:
         return len(self._parts)
+
+    def held(self, key: Hashable, position: int) -> Any:
+        """An answer presented before (a page, stats), if the view is still at the position it was
+        read at, else None: a view's rows are a function of its position, so an equal position
+        means an equal answer."""
+        found = self._answers.get(key)
+        return found[1] if found is not None and found[0] == position else None
+
+    def keep(self, key: Hashable, position: int, answer: Any) -> None:
+        """Hold an answer read at ``position``. Only answers of the newest position seen are kept
+        (no older one can be asked for again), at most MAX_ANSWERS of them."""
+        answers = self._answers
+        if position > self._answers_position:
+            self._answers_position = position
+            answers.clear()
+        elif position < self._answers_position:
+            return
+        if len(answers) >= MAX_ANSWERS:
+            answers.clear()
+        answers[key] = (position, answer)
 
     def known(self, task_id: str, version: int) -> tuple[int, bytes, bytes] | None:
         """The entry of this version of the task's summary, if held (for TaskListView.page)."""
@@ -208,6 +230,7 @@ class SummaryCache:
         return entry
 
 
+MAX_ANSWERS = 256  # answers kept for the view's current position (a page of 50 is ~25 KB)
 ENTRY_OVERHEAD = 200  # bytes of dict slot, key, tuple and bytes headers per entry, roughly
 
 
