@@ -33,7 +33,7 @@ class Services:
     views: list[Any] = field(default_factory=list)  # every read model, also when no runner is in-process
     reads: Any = None  # adapters.hot_reads: the key and task-event lookups of every request
     task_cache: Any = None  # adapters.http.task_cache.TaskViewCache: presented tasks by id, coherent by version
-    summaries: SummaryCache = field(default_factory=SummaryCache)  # listed rows' JSON by (task, version)
+    summaries: SummaryCache = field(default_factory=SummaryCache)  # list/stats: summaries, answers by position
 
     @property
     def runner(self) -> ProjectionRunner:
