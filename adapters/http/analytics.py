@@ -97,7 +97,7 @@ async def stats(request: Request) -> Response:
         return csv_response([*names, "total", *STATUSES], rows, headers)
     data = Stats(total=sum(overall.values()), by_status=overall, group_by=names, groups=listed)
     if now_at is not None:  # the same query at the same position is the same answer
-        svc.summaries.keep(asked, position, data)
+        svc.summaries.keep(asked, position, data, 200 * (len(listed) + 1))
     return envelope(request, data, headers=headers)
 
 

@@ -252,7 +252,7 @@ async def list_tasks(request: Request) -> Response:
                                          for t in tasks), headers)
         tasks = presented.tasks_json(rows, base)
         if now_at is not None:
-            presented.keep(key, position, (total, next_cursor, tasks))
+            presented.keep(key, position, (total, next_cursor, tasks), len(tasks))
     page = p.EncodedPage(  # encodes as s.TaskPage; each summary's JSON from the cache
         tasks=tasks,
         total=total,

@@ -156,6 +156,7 @@ class SummaryCache:
         self._lock = threading.Lock()  # pages are also presented on worker threads
         self._answers: dict[Hashable, tuple[int, Any]] = {}  # see held(): only on the event loop
         self._answers_position = 0
+        self._answers_bytes = 0
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -167,18 +168,23 @@ class SummaryCache:
         found = self._answers.get(key)
         return found[1] if found is not None and found[0] == position else None
 
-    def keep(self, key: Hashable, position: int, answer: Any) -> None:
-        """Hold an answer read at ``position``. Only answers of the newest position seen are kept
-        (no older one can be asked for again), at most MAX_ANSWERS of them."""
+    def keep(self, key: Hashable, position: int, answer: Any, size: int = 0) -> None:
+        """Hold an answer read at ``position`` (``size``: its bytes, roughly). Only answers of the
+        newest position seen are kept (no older one can be asked for again): at most MAX_ANSWERS
+        of them, and MAX_ANSWER_BYTES in all."""
         answers = self._answers
         if position > self._answers_position:
             self._answers_position = position
             answers.clear()
+            self._answers_bytes = 0
         elif position < self._answers_position:
             return
-        if len(answers) >= MAX_ANSWERS:
+        if len(answers) >= MAX_ANSWERS or self._answers_bytes + size > MAX_ANSWER_BYTES:
             answers.clear()
-        answers[key] = (position, answer)
+            self._answers_bytes = 0
+        if size <= MAX_ANSWER_BYTES:
+            answers[key] = (position, answer)
+            self._answers_bytes += size
 
     def known(self, task_id: str, version: int) -> tuple[int, bytes, bytes] | None:
         """The entry of this version of the task's summary, if held (for TaskListView.page)."""
@@ -231,6 +237,7 @@ class SummaryCache:
 
 
 MAX_ANSWERS = 256  # answers kept for the view's current position (a page of 50 is ~25 KB)
+MAX_ANSWER_BYTES = 8 * 1_048_576  # and their bytes (a page of 500 is ~250 KB)
 ENTRY_OVERHEAD = 200  # bytes of dict slot, key, tuple and bytes headers per entry, roughly
 
 

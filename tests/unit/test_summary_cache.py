@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import msgspec
 from hypothesis import given, strategies as st
 
-from adapters.http.presenters import ENTRY_OVERHEAD, SummaryCache, summary
+from adapters.http.presenters import ENTRY_OVERHEAD, MAX_ANSWER_BYTES, SummaryCache, summary
 from projections.task_list import TaskRow, sortable_time
 
 times = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1),
@@ -55,3 +55,19 @@ def test_the_cache_keeps_at_most_its_bound_dropping_the_oldest_first() -> None:
         cache.tasks_json([row(n)], "http://h/")
         assert cache.bytes <= cache.max_bytes
     assert len(cache) == 3 and set(cache._parts) == {"task_3", "task_4", "task_5"}
+
+
+def test_answers_are_kept_for_the_newest_position_only_and_within_their_bytes() -> None:
+    cache = SummaryCache()
+    cache.keep("a", 5, "page a at 5", 10)
+    assert cache.held("a", 5) == "page a at 5" and cache.held("a", 6) is None
+    cache.keep("b", 4, "page b at 4", 10)  # an older position than one already seen: not kept
+    assert cache.held("b", 4) is None
+    cache.keep("b", 6, "page b at 6", 10)  # a newer position: what was read before it goes
+    assert cache.held("a", 5) is None and cache.held("b", 6) == "page b at 6"
+    half = MAX_ANSWER_BYTES // 2 + 1
+    cache.keep("c", 6, "big c", half)
+    cache.keep("d", 6, "big d", half)  # over the bytes: the others go first
+    assert cache.held("c", 6) is None and cache.held("b", 6) is None and cache.held("d", 6) == "big d"
+    cache.keep("e", 6, "too big", MAX_ANSWER_BYTES + 1)
+    assert cache.held("e", 6) is None
