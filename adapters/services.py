@@ -12,6 +12,7 @@ from adapters.keys import KeyStore
 from adapters.list_view import TaskListView
 from adapters.sql import SqlStore
 from adapters.http.observability import Metrics
+from adapters.http.presenters import SummaryCache
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
 from projections.runner import ProjectionRunner, apply_together
@@ -32,6 +33,7 @@ class Services:
     views: list[Any] = field(default_factory=list)  # every read model, also when no runner is in-process
     reads: Any = None  # adapters.hot_reads: the key and task-event lookups of every request
     task_cache: Any = None  # adapters.http.task_cache.TaskViewCache: presented tasks by id, coherent by version
+    summaries: SummaryCache = field(default_factory=SummaryCache)  # list/stats: summaries, answers by position
 
     @property
     def runner(self) -> ProjectionRunner:
