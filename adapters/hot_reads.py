@@ -117,7 +117,11 @@ class PostgresReads(_Replay):
         recorder: Any = app.recorder
         table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name).as_string()
         self._events = EVENTS_AFTER.format(table=table).replace("?", "%s")
-        self._key = SELECT_BY_HASH.replace("?", "%s")
+        self._keys = SELECT_BY_HASHES.replace("?", "%s")
+        self._events_of_many = EVENTS_OF_MANY.format(table=table).replace("?", "%s")
+        self._wanted_keys: dict[str, list[asyncio.Future[Any]]] = {}
+        self._wanted_events: dict[tuple[UUID, int], list[asyncio.Future[Any]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # leased connections not in use, most recently used last
         self._leased = 0
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -136,11 +140,62 @@ class PostgresReads(_Replay):
 
     async def principal(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
-        rows = await self._rows(self._key, (digest,))
-        return principal_of(dict(zip(KEY_COLUMNS, rows[0])) if rows else None, digest)
+        row = await self._wait(self._wanted_keys, digest, self._look_up_keys)
+        return principal_of(row, digest)
 
     async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
-        return await self._rows(self._events, (task_id, after))  # type: ignore[no-any-return]
+        return await self._wait(self._wanted_events, (task_id, after), self._look_up_events)  # type: ignore[no-any-return]
+
+    # Lookups that arrive together go to the database together: the first opens a batch and
+    # starts its query on the loop's next turn; every lookup made meanwhile joins it, and the
+    # query serves them all in one statement. A lookup only joins a query not yet sent, so it
+    # still reads what was committed when it was asked (a key revoked a moment before is refused).
+
+    async def _wait(self, wanted: dict[Any, list[asyncio.Future[Any]]], key: Any, look_up: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        if not wanted:
+            asyncio.get_running_loop().call_soon(self._start, look_up)
+        waiting = wanted.get(key)
+        if waiting is None:
+            wanted[key] = [future]
+        else:
+            waiting.append(future)
+        return await future
+
+    def _start(self, look_up: Any) -> None:
+        task = asyncio.ensure_future(look_up())
+        self._running.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._running.discard)
+
+    async def _look_up_keys(self) -> None:
+        wanted, self._wanted_keys = self._wanted_keys, {}
+        try:
+            rows = await self._rows(self._keys, (list(wanted),))
+        except Exception as error:  # noqa: BLE001 - every lookup of the batch learns it
+            _fail(wanted, error)
+            return
+        found = {row[1]: dict(zip(KEY_COLUMNS, row)) for row in rows}
+        for digest, futures in wanted.items():
+            _answer(futures, found.get(digest))
+
+    async def _look_up_events(self) -> None:
+        wanted, self._wanted_events = self._wanted_events, {}
+        try:
+            if len(wanted) == 1:
+                ((task_id, after),) = wanted
+                rows = [(0, *row) for row in await self._rows(self._events, (task_id, after))]
+            else:
+                asked = list(wanted)
+                rows = await self._rows(self._events_of_many,
+                                        ([task_id for task_id, _ in asked], [after for _, after in asked]))
+        except Exception as error:  # noqa: BLE001 - every lookup of the batch learns it
+            _fail(wanted, error)
+            return
+        by_ask: list[list[tuple[int, str, bytes]]] = [[] for _ in wanted]
+        for index, version, topic, state in rows:
+            by_ask[index].append((version, topic, state))
+        for found, futures in zip(by_ask, wanted.values()):
+            _answer(futures, found)
 
     async def _rows(self, statement: str, params: tuple[Any, ...]) -> Any:
         """The rows, retried once on a connection lost since its last use (the pool then replaces it)."""
@@ -227,6 +282,25 @@ class PostgresReads(_Replay):
 
 
 KEY_COLUMNS = ("key_id", "key_hash", "tenant", "role", "agent_id")  # SELECT_BY_HASH's columns, in order
+SELECT_BY_HASHES = SELECT_BY_HASH.replace("key_hash = ?", "key_hash = ANY(?)")
+# Several tasks' events after their versions, each row tagged with its ask's index (0-based).
+EVENTS_OF_MANY = ("SELECT a.n - 1 AS n, e.originator_version, e.topic, e.state "
+                  "FROM unnest(?::uuid[], ?::bigint[]) WITH ORDINALITY AS a(id, after, n) "
+                  "JOIN {table} e ON e.originator_id = a.id AND e.originator_version > a.after "
+                  "ORDER BY a.n, e.originator_version")
+
+
+def _answer(futures: list[asyncio.Future[Any]], value: Any) -> None:
+    for future in futures:
+        if not future.done():  # the request may have gone
+            future.set_result(value)
+
+
+def _fail(wanted: dict[Any, list[asyncio.Future[Any]]], error: Exception) -> None:
+    for futures in wanted.values():
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
 
 def _pool_timeout() -> type[Exception]:
