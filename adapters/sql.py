@@ -66,6 +66,7 @@ class SqlStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._quick: Any = None  # PostgreSQL: adapters.pg.quick_pool, for reading() and together()
+        self._quick_owner: SqlStore = self  # whose quick pool this store uses
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
@@ -161,14 +162,15 @@ class SqlStore:
 
         from adapters.pg import quick_pool, translated
 
-        if self._quick is None:
-            with self._readers_lock:
-                if self._quick is None:
+        owner = self._quick_owner
+        if owner._quick is None:
+            with owner._readers_lock:
+                if owner._quick is None:
                     source: Any = self.datastore.pool  # type: ignore[attr-defined]
-                    self._quick = quick_pool(dict(source.kwargs or {}), max_size=source.max_size,
-                                             timeout=source.timeout, name="quick")
+                    owner._quick = quick_pool(dict(source.kwargs or {}), max_size=source.max_size,
+                                              timeout=source.timeout, name="quick")
         try:
-            with self._quick.connection() as conn:
+            with owner._quick.connection() as conn:
                 yield conn
         except psycopg.Error as error:
             raise translated(error) from error
@@ -188,6 +190,7 @@ class SqlStore:
         if self._views is None:
             if self._sqlite_path is None:
                 self._views = SqlStore(self.datastore, self.dialect, relaxed=True)
+                self._views._quick_owner = self  # one quick pool for both
             else:
                 self._views = SqlStore(_relaxed_sqlite(self._sqlite_path, self._pool_size), self.dialect,
                                        self._sqlite_path, relaxed=True, pool_size=self._pool_size)
@@ -210,8 +213,6 @@ class SqlStore:
     def close(self) -> None:
         if self._views is not None and self._views.datastore is not self.datastore:
             self._views.close()
-        if self._views is not None and self._views._quick is not None:
-            self._views._quick.close()
         if self._quick is not None:
             self._quick.close()
         with self._readers_lock:
