@@ -132,7 +132,7 @@ class Settings:
         if self.is_postgres:
             pg = self.postgres
             return {
-                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "PERSISTENCE_MODULE": "adapters.pg:TasksPostgresFactory",  # one round trip per batch
                 "POSTGRES_DBNAME": pg.dbname,
                 "POSTGRES_HOST": pg.host,
                 "POSTGRES_PORT": str(pg.port),

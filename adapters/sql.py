@@ -68,6 +68,8 @@ class SqlStore:
         self._readers_lock = threading.Lock()
         # SQLite: counters every process of this database bumps after a commit (adapters/changes.py)
         self.changes = open_counters(sqlite_path) if sqlite_path is not None else None
+        self._quick: Any = None  # PostgreSQL: adapters.pg.quick_pool, for reading() and together()
+        self._quick_owner: SqlStore = self  # whose quick pool this store uses
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
@@ -75,10 +77,17 @@ class SqlStore:
 
         On SQLite each thread keeps a connection of its own, outside the library's pool:
         a read never queues behind a writer that waits for the pool's write lock, and WAL
-        lets it run beside a commit. On PostgreSQL it is an ordinary pooled transaction."""
+        lets it run beside a commit. On PostgreSQL each statement runs on its own on an
+        autocommit connection of a pool that pings only rested connections (adapters/pg.py):
+        no ping, BEGIN or ROLLBACK round trips. Under READ COMMITTED a transaction gave each
+        statement its own snapshot anyway, so the reads see nothing they could not before."""
         if self._sqlite_path is None:
-            with self.transaction(commit=False) as cursor:
-                yield cursor
+            if not self.dialect.is_postgres:
+                with self.transaction(commit=False) as cursor:
+                    yield cursor
+                return
+            with self._quick_connection() as conn:
+                yield conn.cursor()
             return
         connection = getattr(self._local, "connection", None)
         if connection is None:
@@ -126,13 +135,48 @@ class SqlStore:
     @contextmanager
     def together(self) -> Iterator[Cursor]:
         """One transaction for every transaction opened on this store by this thread inside:
-        several views apply a batch and advance their positions all at once, or not at all."""
-        with self.transaction(commit=True) as cursor:
+        several views apply a batch and advance their positions all at once, or not at all.
+
+        On PostgreSQL the transaction runs in psycopg's pipeline mode: a statement whose rows
+        are not asked for (an insert, an upsert) is sent without waiting for its answer, so
+        the round trips are the reads (a position, rows to fold), not every statement."""
+        if not self.dialect.is_postgres:
+            with self.transaction(commit=True) as cursor:
+                self._local.together = cursor
+                try:
+                    yield cursor
+                finally:
+                    self._local.together = None
+            return
+        with self._quick_connection() as conn, conn.pipeline(), conn.transaction():
+            cursor = conn.cursor()
+            if self.relaxed:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
             self._local.together = cursor
             try:
                 yield cursor
             finally:
                 self._local.together = None
+
+    @contextmanager
+    def _quick_connection(self) -> Iterator[Any]:
+        """A connection of the PostgreSQL quick pool, its errors as the library's."""
+        import psycopg
+
+        from adapters.pg import quick_pool, translated
+
+        owner = self._quick_owner
+        if owner._quick is None:
+            with owner._readers_lock:
+                if owner._quick is None:
+                    source: Any = self.datastore.pool  # type: ignore[attr-defined]
+                    owner._quick = quick_pool(dict(source.kwargs or {}), max_size=source.max_size,
+                                              timeout=source.timeout, name="quick")
+        try:
+            with owner._quick.connection() as conn:
+                yield conn
+        except psycopg.Error as error:
+            raise translated(error) from error
 
     def for_views(self) -> SqlStore:
         """The same database for the read models, with commits that do not wait for the disk.
@@ -149,6 +193,7 @@ class SqlStore:
         if self._views is None:
             if self._sqlite_path is None:
                 self._views = SqlStore(self.datastore, self.dialect, relaxed=True)
+                self._views._quick_owner = self  # one quick pool for both
             else:
                 self._views = SqlStore(_relaxed_sqlite(self._sqlite_path, self._pool_size), self.dialect,
                                        self._sqlite_path, relaxed=True, pool_size=self._pool_size)
@@ -171,6 +216,8 @@ class SqlStore:
     def close(self) -> None:
         if self._views is not None and self._views.datastore is not self.datastore:
             self._views.close()
+        if self._quick is not None:
+            self._quick.close()
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for connection in readers:

@@ -94,8 +94,8 @@ def test_two_api_processes_and_a_worker_on_one_postgres_lose_and_double_nothing(
             worker.kill()
 
 
-def test_kill_9_mid_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path}/tasks.db"
+def test_kill_9_mid_burst_loses_no_acknowledged_write(database_url: str, tmp_path: Path) -> None:
+    database = database_url  # SQLite and PostgreSQL: a 201 means the events were committed
     server = Server(database, tmp_path, {"TASKS_BOOTSTRAP_KEY": KEY}).wait_ready()
     acknowledged: list[str] = []
     lock = threading.Lock()
