@@ -61,24 +61,41 @@ class EventMapper(Mapper[UUID]):
         return stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        cls = resolve_topic(stored_event.topic)
-        try:
-            state = _decoder.decode(stored_event.state)
-            for name in datetime_fields(cls) & state.keys():
-                if state[name] is not None:
-                    state[name] = datetime.fromisoformat(state[name])
-        except (msgspec.DecodeError, ValueError, TypeError) as error:
-            raise MapperDeserialisationError(
-                f"cannot read event {stored_event.topic} v{stored_event.originator_version} "
-                f"of {stored_event.originator_id}: {error}"
-            ) from error
         originator_id = stored_event.originator_id
-        state["originator_id"] = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
-        state["originator_version"] = stored_event.originator_version
-        from_version = state.pop("class_version", 1)
-        while from_version < getattr(cls, "class_version", 1):
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", state)
-        return event  # type: ignore[no-any-return]
+        return decode_event(  # type: ignore[no-any-return]
+            originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id)),
+            stored_event.originator_version, stored_event.topic, stored_event.state,
+        )
+
+
+@cache
+def _decoding(topic: str) -> tuple[type, tuple[str, ...], int]:
+    """What decoding a topic's events needs: its class, the names of its datetime fields
+    and its class version (resolved once per topic, as the library's resolve_topic memoizes)."""
+    cls = resolve_topic(topic)
+    return cls, tuple(sorted(datetime_fields(cls))), getattr(cls, "class_version", 1)
+
+
+def decode_event(originator_id: UUID, originator_version: int, topic: str, state: bytes) -> Any:
+    """The domain event stored as (id, version, topic, state): what ``to_domain_event`` returns,
+    without building a StoredEvent first (the hot read path has the row's columns)."""
+    cls, datetimes, class_version = _decoding(topic)
+    try:
+        fields = _decoder.decode(state)
+        for name in datetimes:
+            value = fields.get(name)
+            if value is not None:
+                fields[name] = datetime.fromisoformat(value)
+    except (msgspec.DecodeError, ValueError, TypeError) as error:
+        raise MapperDeserialisationError(
+            f"cannot read event {topic} v{originator_version} of {originator_id}: {error}"
+        ) from error
+    fields["originator_id"] = originator_id
+    fields["originator_version"] = originator_version
+    from_version = fields.pop("class_version", 1)
+    while from_version < class_version:
+        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(fields)
+        from_version += 1
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", fields)
+    return event

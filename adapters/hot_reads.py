@@ -19,9 +19,8 @@ import time
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-
 from adapters.changes import KEYS, MAX_TRUST, ChangeCounters
+from adapters.codec import decode_event
 from adapters.config import Settings
 from adapters.keys import SELECT_BY_HASH, Principal, hash_key, principal_of
 from adapters.sql import SqlStore
@@ -58,11 +57,9 @@ class _Replay:
     app: TaskApplication
 
     def replay(self, task_id: UUID, events: list[tuple[int, str, bytes]]) -> Task | None:
-        to_domain_event = self.app.mapper.to_domain_event
-        task: Any = None
-        for version, topic, state in events:
-            task = to_domain_event(StoredEvent(task_id, version, topic, bytes(state))).mutate(task)
-        return task  # type: ignore[no-any-return]
+        """The mapper's decoding and the repository's replay, straight from the rows' columns
+        (adapters/codec.py ``decode_event``, ``Task.replay``)."""
+        return Task.replay([decode_event(task_id, version, topic, state) for version, topic, state in events])
 
 
 class SqliteReads(_Replay):

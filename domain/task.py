@@ -9,13 +9,14 @@ schema — add fields with defaults, never rename.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, OriginatorIDError, OriginatorVersionError
 from eventsourcing.utils import get_topic
 
 from domain import commands as c
@@ -390,6 +391,38 @@ class Task(Aggregate):
             task.assign(c.AssignTask(agent_id=command.agent_id, team_id=command.team_id), by)
         return task
 
+    @classmethod
+    def replay(cls, events: Iterable[TaskEvent]) -> Task | None:
+        """The task its events make, oldest first; None for no events.
+
+        What the library's ``Aggregate.Created.mutate`` and ``Event.mutate`` chain does
+        (the repository's replay), without its generic machinery (its topic resolution and
+        keyword filtering per event, two thirds of a GET's replay): the first event must
+        create the task, each next one must belong to it and be its next version."""
+        task: Task | None = None
+        for event in events:
+            if task is None:
+                if not isinstance(event, TaskCreated) or event.originator_topic != _topic(cls):
+                    raise TypeError(f"a task's first event must create it, not {type(event).__name__}")
+                task = cls.__new__(cls)
+                task._id = event.originator_id
+                task._version = event.originator_version
+                task._created_on = event.timestamp
+                task._modified_on = event.timestamp
+                task._pending_events = []
+                event.apply(task)
+                continue
+            if isinstance(event, TaskCreated):
+                raise TypeError(f"task {task._id} was created twice (version {event.originator_version})")
+            if event.originator_id != task._id:
+                raise OriginatorIDError(event.originator_id, task._id)
+            if event.originator_version != task._version + 1:
+                raise OriginatorVersionError(event.originator_version, task._version + 1)
+            event.apply(task)  # first, as Event.mutate does
+            task._version = event.originator_version
+            task._modified_on = event.timestamp
+        return task
+
     def clone(self) -> Task:
         """A copy that later commands can change without changing this one (which an
         earlier request may still be presenting). The lists events append to are copied;
@@ -547,6 +580,11 @@ class Task(Aggregate):
         self._version = version
         self._modified_on = timestamp
         self._pending_events.append(event)
+
+
+@cache
+def _topic(cls: type) -> str:
+    return get_topic(cls)
 
 
 @cache

@@ -58,16 +58,32 @@ def created(task: Task, base_url: str) -> s.CreatedTask:
     )
 
 
+_NAMES_KEPT = 4096  # agent ids come from clients: the memo below is emptied when full
+_names: dict[str | None, str | None] = {}
+
+
+def _agent_name(agent_id: str | None) -> str | None:
+    """agent_name(), remembered: a GET of an uncached task asks for the same few agents' names."""
+    try:
+        return _names[agent_id]
+    except KeyError:
+        if len(_names) >= _NAMES_KEPT:
+            _names.clear()
+        name = _names[agent_id] = agent_name(agent_id)
+        return name
+
+
 def task_view(task: Task, base_url: str) -> s.TaskView:
     task_id = public_id(task.id)
     ended = task.completed_at
     duration = (ended - task.started_at).total_seconds() if ended and task.started_at else None
+    notes, feedback = task.notes, task.feedback
     return s.TaskView(
         task_id=task_id,
         status=task.status.value,
         task=task.description,
         agent_id=task.agent_id,
-        agent_name=agent_name(task.agent_id),
+        agent_name=_agent_name(task.agent_id),
         team_id=task.team_id,
         priority=task.priority,
         progress=task.progress,
@@ -92,8 +108,8 @@ def task_view(task: Task, base_url: str) -> s.TaskView:
         quality=task.quality,
         error=task.error,
         attempt=task.attempt,
-        notes=[s.Note(**note) for note in _snake(task.notes)],
-        feedback=[s.Feedback(**item) for item in _snake(task.feedback)],
+        notes=[s.Note(**note) for note in _snake(notes)] if notes else [],
+        feedback=[s.Feedback(**item) for item in _snake(feedback)] if feedback else [],
         blocked_reason=task.blocked_reason,
         cancel_reason=task.cancel_reason,
         escalations=task.escalations,
