@@ -306,9 +306,14 @@ class PostgresReads(_Replay):
 KEY_COLUMNS = ("key_id", "key_hash", "tenant", "role", "agent_id")  # SELECT_BY_HASH's columns, in order
 SELECT_BY_HASHES = SELECT_BY_HASH.replace("key_hash = ?", "key_hash = ANY(?)")
 # Several tasks' events after their versions, each row tagged with its ask's index (0-based).
+# A LATERAL subquery with its own ORDER BY is never flattened into a join, so each asked task
+# is an index lookup: as a plain join, a table not yet ANALYZEd (every one just after a bulk
+# load) got a parallel sequential scan and a hash join, 109 ms instead of 0.6 ms for 30 tasks
+# among 100k.
 EVENTS_OF_MANY = ("SELECT a.n - 1 AS n, e.originator_version, e.topic, e.state "
                   "FROM unnest(?::uuid[], ?::bigint[]) WITH ORDINALITY AS a(id, after, n) "
-                  "JOIN {table} e ON e.originator_id = a.id AND e.originator_version > a.after "
+                  "CROSS JOIN LATERAL (SELECT originator_version, topic, state FROM {table} "
+                  "WHERE originator_id = a.id AND originator_version > a.after ORDER BY originator_version) e "
                   "ORDER BY a.n, e.originator_version")
 
 
