@@ -19,7 +19,6 @@ import pstats
 import random
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -27,6 +26,7 @@ import msgspec
 from adapters.config import Settings
 from adapters.http import presenters as p
 from app import build_services
+from bench.stages import Stages
 from domain import commands as c
 from domain.task import Actor, Task
 
@@ -88,14 +88,8 @@ def run(services: Any, args: argparse.Namespace) -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
 
-    stages: dict[str, list[float]] = {}
-
-    def timed(name: str, work: Callable[[], Any]) -> Any:
-        start = time.thread_time()
-        result = work()
-        stages.setdefault(name, []).append((time.thread_time() - start) * 1e6 / n)
-        return result
-
+    stages = Stages(n)
+    timed = stages.timed
     for _ in range(args.rounds):
         random.shuffle(ids)
         rows = timed("query (task_events)", lambda: [done(reads.task_events(i, 0)) for i in ids])
@@ -105,10 +99,7 @@ def run(services: Any, args: argparse.Namespace) -> None:
         random.shuffle(ids)
         timed("whole miss", lambda: [miss(i) for i in ids])
 
-    print(f"SQLite: CPU per cache miss over {n} tasks of 2 events, best of {args.rounds} (µs)")
-    for name, figures in stages.items():
-        figures.sort()
-        print(f"  {name:22s} {figures[0]:7.1f}   (median {figures[len(figures) // 2]:7.1f})")
+    stages.print(f"SQLite: CPU per cache miss over {n} tasks of 2 events, best of {args.rounds} (µs)", 22)
 
 
 if __name__ == "__main__":

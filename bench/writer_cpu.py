@@ -22,7 +22,6 @@ import pstats
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -30,6 +29,7 @@ from eventsourcing.persistence import Tracking
 
 from adapters.config import Settings
 from app import build_services
+from bench.stages import Stages
 from domain import commands as c
 from domain.application import Job
 from domain.task import Actor, Task
@@ -105,14 +105,8 @@ def run(services: Any, args: argparse.Namespace) -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
 
-    stages: dict[str, list[float]] = {}
-
-    def timed(name: str, work: Callable[[], Any]) -> Any:
-        start = time.thread_time()
-        result = work()
-        stages.setdefault(name, []).append((time.thread_time() - start) * 1e6 / n)
-        return result
-
+    stages = Stages(n)
+    timed = stages.timed
     for _ in range(args.rounds):
         tasks = timed("Task.create", lambda: [Task.create(command, by) for _ in range(n)])
         batch = timed("TaskApplication.save", lambda: written(tasks))
@@ -125,10 +119,7 @@ def run(services: Any, args: argparse.Namespace) -> None:
         timed("run_batch (create+save+views)", lambda: app.run_batch(jobs, None, lambda b: together(views, b)))
 
     backend = "PostgreSQL" if services.settings.is_postgres else "SQLite"
-    print(f"{backend}: writer-thread CPU per create, batches of {n}, best of {args.rounds} (µs)")
-    for name, figures in stages.items():
-        figures.sort()
-        print(f"  {name:34s} {figures[0]:7.1f}   (median {figures[len(figures) // 2]:7.1f})")
+    stages.print(f"{backend}: writer-thread CPU per create, batches of {n}, best of {args.rounds} (µs)")
 
 
 def together(views: list[Any], batch: list[tuple[int, Any]]) -> None:

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from adapters.config import Settings
 from app import create_app
+from domain.application import TaskApplication
 from tests.pg_cluster import PgCluster, started_or_skipped
 
 KEY = "test-admin-key"
@@ -40,6 +41,14 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
         return f"sqlite:///{tmp_path}/tasks.db"
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return cluster.new_database()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[TaskApplication]:
+    """The command side on each backend (SQLite file, PostgreSQL database), without HTTP."""
+    application = TaskApplication(env=settings.eventsourcing_env())
+    yield application
+    application.close()
 
 
 @pytest.fixture

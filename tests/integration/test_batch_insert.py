@@ -3,8 +3,6 @@ stored at, whatever the batch's size (SQLite inserts it in a few multi-row state
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from adapters.config import Settings
@@ -13,13 +11,6 @@ from domain.application import TaskApplication
 from domain.task import Actor, Task
 
 BY = Actor("key_test", "req_test")
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[TaskApplication]:
-    application = TaskApplication(env=settings.eventsourcing_env())
-    yield application
-    application.close()
 
 
 @pytest.mark.parametrize("tasks", [1, 2, 3, 50, 130])

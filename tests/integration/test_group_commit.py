@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,13 +18,6 @@ from domain.task import Actor, Task
 from projections.runner import ProjectionRunner
 
 BY = Actor("key_test", "req_test")
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[TaskApplication]:
-    application = TaskApplication(env=settings.eventsourcing_env())
-    yield application
-    application.close()
 
 
 def job(task_id: str, action, version: int | None = None) -> Job:  # type: ignore[no-untyped-def]

@@ -716,14 +716,6 @@ def test_in_memory_events_form_a_hash_chain_ending_at_last_hash():
 # --- through the application and its event store ----------------------------
 
 
-@pytest.fixture
-def app(settings):
-    """The command side on each backend (SQLite file, PostgreSQL database)."""
-    application = TaskApplication(env=settings.eventsourcing_env())
-    yield application
-    application.close()
-
-
 def full_lifecycle(app: TaskApplication) -> tuple[str, Task]:
     """A task driven through most commands; returns its id and in-memory state."""
     written = app.create_task(
