@@ -14,11 +14,8 @@ involved). Figures are thread CPU time per miss (µs), the best of --rounds.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import random
 import tempfile
-import time
 from typing import Any
 
 import msgspec
@@ -26,7 +23,7 @@ import msgspec
 from adapters.config import Settings
 from adapters.http import presenters as p
 from app import build_services
-from bench.stages import Stages
+from bench.stages import Stages, profile
 from domain import commands as c
 from domain.task import Actor, Task
 
@@ -79,13 +76,7 @@ def run(services: Any, args: argparse.Namespace) -> None:
         return encoder.encode(p.task_view(task, BASE))
 
     if args.profile:
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.enable()
-        for _ in range(args.rounds):
-            for task_id in ids:
-                miss(task_id)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        profile(args.rounds, lambda _: [miss(task_id) for task_id in ids])
         return
 
     stages = Stages(n)

@@ -140,22 +140,21 @@ def free_port() -> int:
 
 def rss_kb(pid: int) -> int:
     """VmRSS of a process and all its descendants (workers), in kB."""
-    total = 0
-    for current in _descendants(pid):
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{current}/status").read_text()
-            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-            total += int(found.group(1)) if found else 0
-    return total
+    return _status_kb(pid, "VmRSS")
 
 
 def peak_rss_kb(pid: int) -> int:
     """VmHWM (the peak resident set so far) of a process and its descendants, in kB."""
+    return _status_kb(pid, "VmHWM")
+
+
+def _status_kb(pid: int, field: str) -> int:
+    """A kB field of /proc/<pid>/status, summed over the process and its descendants."""
     total = 0
     for current in _descendants(pid):
         with contextlib.suppress(OSError):
             status = Path(f"/proc/{current}/status").read_text()
-            found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            found = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
             total += int(found.group(1)) if found else 0
     return total
 

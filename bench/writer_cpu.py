@@ -17,8 +17,6 @@ vary far less than wall time on a shared machine.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import tempfile
 import threading
 import time
@@ -29,7 +27,7 @@ from eventsourcing.persistence import Tracking
 
 from adapters.config import Settings
 from app import build_services
-from bench.stages import Stages
+from bench.stages import Stages, profile
 from domain import commands as c
 from domain.application import Job
 from domain.task import Actor, Task
@@ -96,13 +94,8 @@ def run(services: Any, args: argparse.Namespace) -> None:
         view.apply_batch(batch, Tracking(view.name, batch[-1][0]), after=batch[0][0] - 1)
 
     if args.profile:
-        profiler = cProfile.Profile(time.thread_time)  # CPU, not wall: a commit waits for the disk
-        for _ in range(args.rounds):
-            jobs = [Job(by=by, create=command) for _ in range(n)]
-            profiler.enable()
-            app.run_batch(jobs, None, lambda b: together(views, b))
-            profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        profile(args.rounds, lambda jobs: app.run_batch(jobs, None, lambda b: together(views, b)),
+                lambda: [Job(by=by, create=command) for _ in range(n)])
         return
 
     stages = Stages(n)
