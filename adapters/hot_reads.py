@@ -220,14 +220,17 @@ class PostgresReads(_Replay):
             _answer(futures, found)
 
     async def _rows(self, statement: str, params: tuple[Any, ...]) -> Any:
-        """The rows, retried once on a connection lost since its last use (the pool then replaces it)."""
+        """The rows, retried once on a connection lost since its last use (the pool then replaces it);
+        psycopg's errors as the library's (``pg.translated``), which http/errors.py maps (503)."""
         import psycopg
+
+        from adapters.pg import translated
 
         for attempt in (1, 2):
             try:
                 conn = await self._lease()
             except psycopg.Error as error:  # PoolTimeout: no connection within POOL_WAIT
-                raise _translated(error) from error
+                raise translated(error) from error
             try:
                 cursor = conn.cursor()
                 await cursor.execute(statement, params, prepare=True)
@@ -235,12 +238,12 @@ class PostgresReads(_Replay):
             except psycopg.OperationalError as error:
                 await self._give_back(conn)
                 if attempt == 2:
-                    raise _translated(error) from error
+                    raise translated(error) from error
                 continue
             except BaseException as error:
                 await self._give_back(conn)
                 if isinstance(error, psycopg.Error):
-                    raise _translated(error) from error
+                    raise translated(error) from error
                 raise
             self._release(conn)
             return rows
@@ -328,26 +331,6 @@ def _fail(wanted: dict[Any, list[asyncio.Future[Any]]], error: Exception) -> Non
         for future in futures:
             if not future.done():
                 future.set_exception(error)
-
-
-def _pool_timeout() -> type[Exception]:
-    from psycopg_pool import PoolTimeout
-
-    return PoolTimeout
-
-
-def _translated(error: Exception) -> Exception:
-    """psycopg's error as the library's, so that http/errors.py maps it (503 when the database is away)."""
-    import psycopg
-    from eventsourcing import persistence
-
-    if isinstance(error, psycopg.OperationalError):
-        return persistence.OperationalError(error)
-    if isinstance(error, psycopg.InterfaceError):
-        return persistence.InterfaceError(error)
-    if isinstance(error, psycopg.ProgrammingError):
-        return persistence.ProgrammingError(error)
-    return persistence.PersistenceError(error)
 
 
 def open_reads(settings: Settings, store: SqlStore, app: TaskApplication) -> HotReads:
