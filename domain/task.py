@@ -380,13 +380,8 @@ class Task(Aggregate):
         }
         state["hash"] = event_hash("TaskCreated", state)
         created = new_event(TaskCreated, state)
-        task = cls.__new__(cls)
-        task._id = task_id
-        task._version = cls.INITIAL_VERSION
-        task._created_on = timestamp
-        task._modified_on = timestamp
-        task._pending_events = [created]
-        created.apply(task)
+        task = cls._started(created)
+        task._pending_events.append(created)
         if command.agent_id is not None:
             task.assign(c.AssignTask(agent_id=command.agent_id, team_id=command.team_id), by)
         return task
@@ -404,13 +399,7 @@ class Task(Aggregate):
             if task is None:
                 if not isinstance(event, TaskCreated) or event.originator_topic != _topic(cls):
                     raise TypeError(f"a task's first event must create it, not {type(event).__name__}")
-                task = cls.__new__(cls)
-                task._id = event.originator_id
-                task._version = event.originator_version
-                task._created_on = event.timestamp
-                task._modified_on = event.timestamp
-                task._pending_events = []
-                event.apply(task)
+                task = cls._started(event)
                 continue
             if isinstance(event, TaskCreated):
                 raise TypeError(f"task {task._id} was created twice (version {event.originator_version})")
@@ -418,10 +407,28 @@ class Task(Aggregate):
                 raise OriginatorIDError(event.originator_id, task._id)
             if event.originator_version != task._version + 1:
                 raise OriginatorVersionError(event.originator_version, task._version + 1)
-            event.apply(task)  # first, as Event.mutate does
-            task._version = event.originator_version
-            task._modified_on = event.timestamp
+            task._advance(event)
         return task
+
+    @classmethod
+    def _started(cls, created: TaskCreated) -> Task:
+        """The task as its creation event makes it (what ``Aggregate.Created.mutate`` does),
+        with no pending events."""
+        task = cls.__new__(cls)
+        task._id = created.originator_id
+        task._version = created.originator_version
+        task._created_on = created.timestamp
+        task._modified_on = created.timestamp
+        task._pending_events = []
+        created.apply(task)
+        return task
+
+    def _advance(self, event: TaskEvent) -> None:
+        """Apply the task's next event (what ``Event.mutate`` does): first the change, so that a
+        failing apply changes nothing, then the version and the time of the last change."""
+        event.apply(self)
+        self._version = event.originator_version
+        self._modified_on = event.timestamp
 
     def clone(self) -> Task:
         """A copy that later commands can change without changing this one (which an
@@ -576,9 +583,7 @@ class Task(Aggregate):
         }
         state["hash"] = event_hash(event_class.__name__, state)
         event = new_event(event_class, state)
-        event.apply(self)  # first, as Event.mutate does: a failing apply changes nothing
-        self._version = version
-        self._modified_on = timestamp
+        self._advance(event)
         self._pending_events.append(event)
 
 
