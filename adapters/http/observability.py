@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -27,14 +27,26 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.commands = Counter("tasks_commands", "Commands run, by type and outcome", ["command", "outcome"],
                                 registry=self.registry)
-        self._commands: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def request(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """A request's labelled counter and histogram."""
+        return self._kept(("request", route, method, status),  # type: ignore[no-any-return]
+                          lambda: (self.requests.labels(route, method, str(status)),
+                                   self.latency.labels(route, method)))
 
     def command(self, command: str, outcome: str) -> Any:
-        """The commands counter for these labels, looked up once (``labels()`` takes a lock)."""
-        child = self._commands.get((command, outcome))
-        if child is None:
-            child = self._commands[(command, outcome)] = self.commands.labels(command, outcome)
-        return child  # commands and outcomes are the code's own names: the memo stays small
+        """The commands counter for these labels."""
+        return self._kept(("command", command, outcome), lambda: self.commands.labels(command, outcome))
+
+    def _kept(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """Labelled children looked up once per label set (``labels()`` takes a lock each call)."""
+        found = self._children.get(key)
+        if found is None:
+            found = make()
+            if len(self._children) < 4096:  # methods come from clients: keep the memo bounded
+                self._children[key] = found
+        return found
 
     def watch(self, services: Any) -> None:
         """Report the live state of a process's parts at every scrape."""

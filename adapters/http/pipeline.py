@@ -41,7 +41,6 @@ class RequestPipeline:
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.bucket = TokenBucket(rate, burst or max(1, math.ceil(rate * 2))) if rate > 0 else None
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +82,7 @@ class RequestPipeline:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            counted, timed = self._instruments(route, method, status)
+            counted, timed = self.metrics.request(route, method, status)
             counted.inc()
             timed.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):  # building the record is the cost
@@ -91,17 +90,6 @@ class RequestPipeline:
                                 extra={"method": method, "path": scope["path"], "route": route,
                                        "status": status, "durationMs": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
-
-    def _instruments(self, route: str, method: str, status: int) -> tuple[Any, Any]:
-        """The labelled counter and histogram of a request, looked up once per label set."""
-        key = (route, method, status)
-        found = self._children.get(key)
-        if found is None:
-            found = (self.metrics.requests.labels(route, method, str(status)),
-                     self.metrics.latency.labels(route, method))
-            if len(self._children) < 4096:  # methods come from clients: keep the memo bounded
-                self._children[key] = found
-        return found
 
     async def _admit(self, scope: Scope, state: dict[str, Any], authorization: bytes) -> Any:
         """None to go on with the request, else the response that refuses it."""

@@ -6,6 +6,7 @@ import mimetypes
 import threading
 from collections.abc import Hashable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ from domain.task import Task
 from projections.task_list import TaskRow
 
 
+@lru_cache(maxsize=4096)  # a page or an uncached GET asks for the same few agents' names
 def agent_name(agent_id: str | None) -> str | None:
     """A display name for an agent id ("amy" → "Amy") until agents have profiles."""
     if not agent_id:
@@ -58,21 +60,6 @@ def created(task: Task, base_url: str) -> s.CreatedTask:
     )
 
 
-_NAMES_KEPT = 4096  # agent ids come from clients: the memo below is emptied when full
-_names: dict[str | None, str | None] = {}
-
-
-def _agent_name(agent_id: str | None) -> str | None:
-    """agent_name(), remembered: a GET of an uncached task asks for the same few agents' names."""
-    try:
-        return _names[agent_id]
-    except KeyError:
-        if len(_names) >= _NAMES_KEPT:
-            _names.clear()
-        name = _names[agent_id] = agent_name(agent_id)
-        return name
-
-
 def task_view(task: Task, base_url: str) -> s.TaskView:
     task_id = public_id(task.id)
     ended = task.completed_at
@@ -83,7 +70,7 @@ def task_view(task: Task, base_url: str) -> s.TaskView:
         status=task.status.value,
         task=task.description,
         agent_id=task.agent_id,
-        agent_name=_agent_name(task.agent_id),
+        agent_name=agent_name(task.agent_id),
         team_id=task.team_id,
         priority=task.priority,
         progress=task.progress,
