@@ -32,13 +32,27 @@ class Written:
 
 @dataclass(frozen=True)
 class Job:
-    """One command for a batch: create a task, or act on one (optionally at a version)."""
+    """One command for a batch: create a task, or act on one (optionally at a version).
+
+    Plain data, so that it can be handed to a writer in another process: ``command`` names
+    the task's method (``Task.handle``), and ``only_agent`` hides every task but that agent's
+    (an agent key's view: another agent's task is as missing as another tenant's)."""
 
     by: Actor
     create: c.CreateTask | None = None
     task_id: str | None = None
-    action: Callable[[Task], None] | None = None
+    command: c.Command | None = None
     expected_version: int | None = None
+    only_agent: str | None = None
+
+    def apply(self, task: Task) -> None:
+        """Run the command on the task: unseen is not found, before any other answer."""
+        if self.only_agent is not None and task.agent_id != self.only_agent:
+            raise TaskNotFoundError(self.task_id or public_id(task.id))
+        if self.expected_version is not None and task.version != self.expected_version:
+            raise VersionConflictError(self.expected_version, task.version)
+        assert self.command is not None
+        task.handle(self.command, self.by)
 
 
 Outcome = Written | Exception
@@ -181,7 +195,7 @@ class TaskApplication(Application[UUID]):
                 before = 0 if job.create is not None else len(task.pending_events)
                 if job.create is None:
                     try:
-                        self._apply(task, job)
+                        job.apply(task)
                     except DomainError:
                         if not cached:
                             raise
@@ -189,7 +203,7 @@ class TaskApplication(Application[UUID]):
                         cache.evict(task.id)
                         task = touched[task.id] = self.get_task(job.task_id or "", job.by.tenant)
                         before = len(task.pending_events)
-                        self._apply(task, job)
+                        job.apply(task)
                 holders[task.id] = index
                 results.append((task, task.pending_events[before:]))
             except DomainError as error:
@@ -232,19 +246,13 @@ class TaskApplication(Application[UUID]):
         touched[task_id] = task
         return task, cached
 
-    @staticmethod
-    def _apply(task: Task, job: Job) -> None:
-        if job.expected_version is not None and task.version != job.expected_version:
-            raise VersionConflictError(job.expected_version, task.version)
-        assert job.action is not None
-        job.action(task)
-
     def _run_alone(self, job: Job) -> Outcome:
         try:
             if job.create is not None:
                 return self.create_task(job.create, job.by)
-            assert job.task_id is not None and job.action is not None
-            return self.execute(job.task_id, job.by, job.action, job.expected_version)
+            assert job.task_id is not None
+            # No version for execute(): job.apply checks it on each fresh load, after visibility.
+            return self.execute(job.task_id, job.by, job.apply)
         except DomainError as error:
             return error
 

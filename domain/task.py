@@ -9,7 +9,7 @@ schema — add fields with defaults, never rename.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -564,6 +564,15 @@ class Task(Aggregate):
             issues=list(command.issues),
         )
 
+    def handle(self, command: c.Command, by: Actor) -> None:
+        """Run the command that this command struct names (HANDLERS): how a command that came
+        as data — over HTTP, or from another process — reaches its method."""
+        try:
+            method = HANDLERS[type(command)]
+        except KeyError:
+            raise TypeError(f"no task command takes a {type(command).__name__}") from None
+        method(self, command, by)
+
     # --- event plumbing --------------------------------------------------
 
     def _trigger(self, event_class: type[TaskEvent], by: Actor, **fields: Any) -> None:
@@ -590,6 +599,24 @@ class Task(Aggregate):
 @cache
 def _topic(cls: type) -> str:
     return get_topic(cls)
+
+
+HANDLERS: dict[type[c.Command], Callable[[Task, Any, Actor], None]] = {
+    c.AssignTask: Task.assign,
+    c.StartTask: Task.start,
+    c.ReportProgress: Task.report_progress,
+    c.BlockTask: Task.block,
+    c.UnblockTask: Task.unblock,
+    c.SubmitForReview: Task.submit_for_review,
+    c.RequestChanges: Task.request_changes,
+    c.CompleteTask: Task.complete,
+    c.FailTask: Task.fail,
+    c.CancelTask: Task.cancel,
+    c.RetryTask: Task.retry,
+    c.EscalateTask: Task.escalate,
+    c.UpdateTask: Task.update,
+    c.GiveFeedback: Task.give_feedback,
+}
 
 
 @cache

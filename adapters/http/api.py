@@ -292,15 +292,15 @@ async def get_deliverables(request: Request) -> Response:
     return envelope(request, p.deliverables(task), headers=etag(task))
 
 
-def command_endpoint(command_type: type[Any], method: Callable[[Task, Any, Actor], None]) -> Callable[[Request], Any]:
-    """An endpoint that decodes one command and applies it to one task."""
+def command_endpoint(command_type: type[Any]) -> Callable[[Request], Any]:
+    """An endpoint that decodes one command and applies it to one task (Task.handle)."""
 
     async def endpoint(request: Request) -> Response:
         command = await read_body(request, command_type)
-        by = actor(request)
-        job = Job(by=by, task_id=request.path_params["task_id"],
-                  action=lambda task: method(visible(request, task), command, by),
-                  expected_version=expected_version(request))
+        who = principal(request)
+        job = Job(by=actor(request), task_id=request.path_params["task_id"], command=command,
+                  expected_version=expected_version(request),
+                  only_agent=who.agent_id if who.role == "agent" else None)  # as visible() sees it
         written = await run_job(request, job)
         return envelope(request, p.task_view(written.task, base_url(request)), 200, written.position,
                         etag(written.task))
@@ -330,20 +330,20 @@ async def metrics(request: Request) -> Response:
     return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-COMMANDS: tuple[tuple[str, type[Any], Callable[[Task, Any, Actor], None], frozenset[str], str], ...] = (
-    ("cancel", c.CancelTask, Task.cancel, REQUESTERS, "Cancel a task that has not ended"),
-    ("retry", c.RetryTask, Task.retry, REQUESTERS, "Retry a failed task"),
-    ("feedback", c.GiveFeedback, Task.give_feedback, REQUESTERS, "Give feedback on a completed task"),
-    ("escalate", c.EscalateTask, Task.escalate, REQUESTERS, "Raise the priority, maybe hand the task on"),
-    ("assign", c.AssignTask, Task.assign, REQUESTERS, "Assign the task to an agent"),
-    ("request-changes", c.RequestChanges, Task.request_changes, REQUESTERS, "Send the work back from review"),
-    ("start", c.StartTask, Task.start, WORKERS, "The agent starts work"),
-    ("progress", c.ReportProgress, Task.report_progress, WORKERS, "Report progress (0-100)"),
-    ("block", c.BlockTask, Task.block, WORKERS, "Mark the task blocked on something external"),
-    ("unblock", c.UnblockTask, Task.unblock, WORKERS, "Resume a blocked task"),
-    ("review", c.SubmitForReview, Task.submit_for_review, WORKERS, "Submit the work for review"),
-    ("complete", c.CompleteTask, Task.complete, WORKERS, "Complete the task with its result and deliverables"),
-    ("fail", c.FailTask, Task.fail, WORKERS, "Record that the task failed"),
+COMMANDS: tuple[tuple[str, type[Any], frozenset[str], str], ...] = (  # each struct's method: domain.task.HANDLERS
+    ("cancel", c.CancelTask, REQUESTERS, "Cancel a task that has not ended"),
+    ("retry", c.RetryTask, REQUESTERS, "Retry a failed task"),
+    ("feedback", c.GiveFeedback, REQUESTERS, "Give feedback on a completed task"),
+    ("escalate", c.EscalateTask, REQUESTERS, "Raise the priority, maybe hand the task on"),
+    ("assign", c.AssignTask, REQUESTERS, "Assign the task to an agent"),
+    ("request-changes", c.RequestChanges, REQUESTERS, "Send the work back from review"),
+    ("start", c.StartTask, WORKERS, "The agent starts work"),
+    ("progress", c.ReportProgress, WORKERS, "Report progress (0-100)"),
+    ("block", c.BlockTask, WORKERS, "Mark the task blocked on something external"),
+    ("unblock", c.UnblockTask, WORKERS, "Resume a blocked task"),
+    ("review", c.SubmitForReview, WORKERS, "Submit the work for review"),
+    ("complete", c.CompleteTask, WORKERS, "Complete the task with its result and deliverables"),
+    ("fail", c.FailTask, WORKERS, "Record that the task failed"),
 )
 
 
@@ -362,14 +362,14 @@ def operations() -> list[Operation]:
         Operation("GET", base + "/{task_id}", "get_task", "Get a task's status", get_task, s.Envelope[s.TaskView],
                   query=as_of.TaskAt, roles=TASK_READERS),
         Operation("PATCH", base + "/{task_id}", "update_task", "Update priority, deadline, context or notes",
-                  command_endpoint(c.UpdateTask, Task.update), s.Envelope[s.TaskView], body=c.UpdateTask,
+                  command_endpoint(c.UpdateTask), s.Envelope[s.TaskView], body=c.UpdateTask,
                   roles=REQUESTERS),
         Operation("GET", base + "/{task_id}/deliverables", "get_deliverables", "Deliverables of a completed task",
                   get_deliverables, s.Envelope[s.Deliverables], roles=TASK_READERS),
     ]
-    for action, command_type, method, roles, summary in COMMANDS:
+    for action, command_type, roles, summary in COMMANDS:
         ops.append(Operation("POST", f"{base}/{{task_id}}/{action}", action.replace("-", "_") + "_task", summary,
-                             command_endpoint(command_type, method), s.Envelope[s.TaskView], body=command_type,
+                             command_endpoint(command_type), s.Envelope[s.TaskView], body=command_type,
                              roles=roles))
     return ops
 

@@ -187,6 +187,9 @@ def test_an_agent_sees_and_drives_only_its_own_agents_tasks(client: TestClient) 
     bobs = client.post("/agents/tasks", json={"task": "Bob's", "agentId": "bob"}, headers=admin).json()["data"]
     assert client.get(f"/agents/tasks/{task_id}", headers=bob).status_code == 404
     assert client.post(f"/agents/tasks/{task_id}/start", headers=bob).status_code == 404
+    # Pinning a version tells nothing either: not a 409 naming the task's version, the same 404.
+    pinned = client.post(f"/agents/tasks/{task_id}/start", headers={**bob, "If-Match": '"99"'})
+    assert pinned.status_code == 404 and pinned.json()["error"]["code"] == "not_found"
     assert client.post(f"/agents/tasks/{task_id}/start", headers=amy).status_code == 200
     assert [t["taskId"] for t in client.get("/agents/tasks", headers=amy).json()["data"]["tasks"]] == [task_id]
     assert [t["taskId"] for t in client.get("/agents/tasks", headers=bob).json()["data"]["tasks"]] == [bobs["taskId"]]

@@ -20,16 +20,20 @@ from projections.runner import ProjectionRunner
 BY = Actor("key_test", "req_test")
 
 
-def job(task_id: str, action, version: int | None = None) -> Job:  # type: ignore[no-untyped-def]
-    return Job(by=BY, task_id=task_id, action=action, expected_version=version)
+def job(task_id: str, command: c.Command, version: int | None = None) -> Job:
+    return Job(by=BY, task_id=task_id, command=command, expected_version=version)
 
 
-def start(task: Task) -> None:
-    task.start(c.StartTask(), BY)
+start = c.StartTask()
 
 
-def progress(n: int):  # type: ignore[no-untyped-def]
-    return lambda task: task.report_progress(c.ReportProgress(progress=n), BY)
+def progress(n: int) -> c.ReportProgress:
+    return c.ReportProgress(progress=n)
+
+
+def act(command: c.Command):  # type: ignore[no-untyped-def]
+    """The command as an action for execute()."""
+    return lambda task: task.handle(command, BY)
 
 
 def test_a_batch_commits_every_job_and_each_sees_its_own_state(app: TaskApplication) -> None:
@@ -65,7 +69,7 @@ def test_a_conflict_with_another_writer_falls_back_to_fresh_state_for_every_job(
         task_id = public_id(app.create_task(c.CreateTask(task="x", agent_id="amy"), BY).task.id)
         cache = AggregateCache(100)
         app.run_batch([job(task_id, start)], cache)  # the cache now holds the task at version 3
-        other.execute(task_id, BY, progress(50))  # another process moves it to version 4
+        other.execute(task_id, BY, act(progress(50)))  # another process moves it to version 4
 
         outcomes = app.run_batch([Job(by=BY, create=c.CreateTask(task="y")), job(task_id, progress(60))], cache)
 
@@ -82,8 +86,8 @@ def test_a_refusal_on_stale_cached_state_is_checked_against_fresh_state(app: Tas
     try:
         task_id = public_id(app.create_task(c.CreateTask(task="x", agent_id="amy"), BY).task.id)
         cache = AggregateCache(100)
-        app.run_batch([job(task_id, lambda t: t.escalate(c.EscalateTask(reason="r"), BY))], cache)  # cached: assigned
-        other.execute(task_id, BY, start)  # elsewhere it was started
+        app.run_batch([job(task_id, c.EscalateTask(reason="r"))], cache)  # cached: assigned
+        other.execute(task_id, BY, act(start))  # elsewhere it was started
 
         (outcome,) = app.run_batch([job(task_id, progress(40))], cache)  # refused by the stale copy only
 
@@ -122,8 +126,8 @@ def test_views_kept_by_the_writer_equal_views_rebuilt_from_the_log(settings: Set
                 task=f"t{i}", agent_id="amy" if i % 2 else None, priority=("low", "high")[i % 2])))
                 for i in range(60)))
             shared = [public_id(o.task.id) for o in created[1:24:2]]  # type: ignore[union-attr]  # assigned
-            actions = [start, progress(10), progress(20), lambda t: t.block(c.BlockTask(reason="wait"), BY),
-                       lambda t: t.unblock(c.UnblockTask(), BY), progress(30)]
+            actions = [start, progress(10), progress(20), c.BlockTask(reason="wait"),
+                       c.UnblockTask(), progress(30)]
             return await asyncio.gather(*(services.writer.submit(job(shared[n % 12], actions[n // 12 % len(actions)]))
                                           for n in range(240)))
 
@@ -156,7 +160,7 @@ def test_a_later_batch_never_changes_the_task_an_earlier_request_was_given(app: 
     task_id = public_id(created.task.id)  # type: ignore[union-attr]
     (started,) = app.run_batch([job(task_id, start)], cache)
     (first,) = app.run_batch([job(task_id, progress(10))], cache)
-    (second,) = app.run_batch([job(task_id, lambda t: t.escalate(c.EscalateTask(reason="late"), BY))], cache)
+    (second,) = app.run_batch([job(task_id, c.EscalateTask(reason="late"))], cache)
     assert isinstance(first, Written) and isinstance(second, Written)
     assert (first.task.progress, first.task.version, first.task.escalations) == (10, 4, 0)
     assert (second.task.version, second.task.escalations) == (5, 1)
