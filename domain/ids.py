@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from uuid import UUID
 
 from domain.errors import TaskNotFoundError
 
 PREFIX = "task_"
 _IDS_PER_READ = 256
+_RANDOM_BYTES = 10  # 80 bits read per id; 74 of them are used
+_MS_MASK = (1 << 48) - 1
+_VERSION_7 = 0x7 << 76
+_VARIANT = 0b10 << 62
 
 
 class _RandomBytes(threading.local):
@@ -32,15 +37,28 @@ os.register_at_fork(after_in_child=_forget_random_bytes)
 
 
 def new_id() -> UUID:
-    """A random (version 4) UUID, as uuid.uuid4() makes, from the same source (os.urandom),
-    read 256 ids at a time: each read is a system call that also hands the GIL to the event
-    loop, once per create on the writer thread otherwise."""
+    """A time-ordered UUID (version 7, RFC 9562): the Unix time in milliseconds, then 74 bits
+    from the OS's random source (os.urandom, as uuid.uuid4() uses).
+
+    Why time-ordered: a task's id keys the event store's (originator_id, version) index and
+    the views' task_id indexes. Random ids put each new task on a random leaf page of each
+    of them, so every create dirtied three pages of its own, over half of the ~8 pages a
+    create wrote to SQLite's WAL at 300k tasks (README: "What a create writes"). Ids that grow
+    with time land together at the right edge, a few pages for a whole batch. The id tells
+    when the task was created, which its createdAt says anyway; 74 random bits keep ids
+    unguessable, and ids are never the access check (keys and tenants are).
+
+    Random bytes are read 256 ids at a time: each read is a system call that also hands the
+    GIL to the event loop, once per create on the writer thread otherwise."""
     state = _random
     if state.offset >= len(state.buffer):
-        state.buffer, state.offset = os.urandom(16 * _IDS_PER_READ), 0
+        state.buffer, state.offset = os.urandom(_RANDOM_BYTES * _IDS_PER_READ), 0
     start = state.offset
-    state.offset = start + 16
-    return UUID(bytes=state.buffer[start : start + 16], version=4)
+    state.offset = start + _RANDOM_BYTES
+    bits = int.from_bytes(state.buffer[start : start + _RANDOM_BYTES], "big")
+    rand_a, rand_b = bits >> 68, bits & ((1 << 62) - 1)  # 12 and 62 bits
+    millis = time.time_ns() // 1_000_000 & _MS_MASK
+    return UUID(int=millis << 80 | _VERSION_7 | rand_a << 64 | _VARIANT | rand_b)
 
 
 def public_id(task_uuid: UUID) -> str:
