@@ -98,6 +98,10 @@ class TasksEventRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(
             SQL(CREATE_APPEND).format(lock_timeout=SQL(str(int(datastore.lock_timeout))), **names))
         self.append_statement = SQL("SELECT {schema}.{function}(%s, %s, %s, %s) AS id").format(**names)
+        self.appended_statement = SQL(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM {schema}.{table} e JOIN unnest(%s::{id_type}[], %s::bigint[]) AS k(id, version) "
+            "ON e.originator_id = k.id AND e.originator_version = k.version").format(**names)
         self._pool: ConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
 
@@ -129,9 +133,35 @@ class TasksEventRecorder(PostgresApplicationRecorder):
                 # library's recorder retries too.
                 if attempt == 2:
                     raise translated(error) from error
+                pool.check()  # the others may have broken with it: drop them before the second try
+            except psycopg.IntegrityError as error:
+                # On the second try, the first may have committed before its connection broke:
+                # then these very events are stored, and they are the batch's, not a conflict
+                # (which would run every command again, and create each new task twice).
+                if attempt == 2 and (positions := self.appended(stored_events)) is not None:
+                    return positions
+                raise translated(error) from error
             except psycopg.Error as error:
                 raise translated(error) from error
         raise AssertionError("unreachable")
+
+    def appended(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The log positions of these exact events (same task, version, type and state) if every
+        one of them is stored; None if any is missing or differs (another writer's event)."""
+        keys = ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events])
+        try:
+            with self._writes().connection() as conn:
+                rows = conn.execute(self.appended_statement, keys).fetchall()
+        except psycopg.Error as error:
+            raise translated(error) from error
+        found = {(row[1], row[2]): row for row in rows}
+        positions = []
+        for event in stored_events:
+            row = found.get((event.originator_id, event.originator_version))
+            if row is None or row[3] != event.topic or bytes(row[4]) != bytes(event.state):
+                return None
+            positions.append(row[0])
+        return positions
 
     def close(self) -> None:
         if self._pool is not None:
