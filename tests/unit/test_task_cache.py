@@ -52,4 +52,4 @@ def test_cached_entries_are_invisible_to_the_garbage_collector() -> None:
     cache.put(task_id, entry(1))
     found = cache.get(task_id)
     assert found is not None and not gc.is_tracked(found)
-    assert not any(gc.is_tracked(key) for key in cache._entries)  # noqa: SLF001 - what the cache keeps
+    assert not any(gc.is_tracked(key) for key in cache._entries)  # nor are the keys it holds
