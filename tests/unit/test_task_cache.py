@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from uuid import uuid4
 
 from adapters.http.task_cache import ENTRY_OVERHEAD, CachedTask, TaskViewCache
@@ -41,3 +42,14 @@ def test_a_slower_load_of_an_older_version_does_not_replace_a_newer_one() -> Non
     cache.put(task_id, entry(4, size=50))
     found = cache.get(task_id)
     assert found is not None and found.version == 4 and cache.bytes == entry(4, size=50).size
+
+
+def test_cached_entries_are_invisible_to_the_garbage_collector() -> None:
+    # A full cache swaps an old entry for a new one on every miss; tracked entries piled up in
+    # the collector's young generation and were walked all at once (a stop of the event loop).
+    cache = TaskViewCache(max_bytes=1_000_000)
+    task_id = uuid4()
+    cache.put(task_id, entry(1))
+    found = cache.get(task_id)
+    assert found is not None and not gc.is_tracked(found)
+    assert not any(gc.is_tracked(key) for key in cache._entries)  # nor are the keys it holds
