@@ -50,6 +50,12 @@ class Principal:
     role: str
     agent_id: str | None = None
 
+    @property
+    def only_agent(self) -> str | None:
+        """The one agent whose tasks this key may see (an agent key), or None for every task
+        of its tenant: another agent's task is as missing to it as another tenant's."""
+        return self.agent_id if self.role == "agent" else None
+
 
 @dataclass(frozen=True)
 class KeyRecord:

@@ -15,6 +15,7 @@ _RANDOM_BYTES = 10  # 80 bits read per id; 74 of them are used
 _MS_MASK = (1 << 48) - 1
 _VERSION_7 = 0x7 << 76
 _VARIANT = 0b10 << 62
+_RAND_B = (1 << 62) - 1
 
 
 class _RandomBytes(threading.local):
@@ -56,7 +57,7 @@ def new_id() -> UUID:
     start = state.offset
     state.offset = start + _RANDOM_BYTES
     bits = int.from_bytes(state.buffer[start : start + _RANDOM_BYTES], "big")
-    rand_a, rand_b = bits >> 68, bits & ((1 << 62) - 1)  # 12 and 62 bits
+    rand_a, rand_b = bits >> 68, bits & _RAND_B  # 12 and 62 bits
     millis = time.time_ns() // 1_000_000 & _MS_MASK
     return UUID(int=millis << 80 | _VERSION_7 | rand_a << 64 | _VARIANT | rand_b)
 

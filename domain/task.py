@@ -397,7 +397,7 @@ class Task(Aggregate):
         task: Task | None = None
         for event in events:
             if task is None:
-                if not isinstance(event, TaskCreated) or event.originator_topic != _topic(cls):
+                if not isinstance(event, TaskCreated) or event.originator_topic != get_topic(cls):
                     raise TypeError(f"a task's first event must create it, not {type(event).__name__}")
                 task = cls._started(event)
                 continue
@@ -594,11 +594,6 @@ class Task(Aggregate):
         event = new_event(event_class, state)
         self._advance(event)
         self._pending_events.append(event)
-
-
-@cache
-def _topic(cls: type) -> str:
-    return get_topic(cls)
 
 
 HANDLERS: dict[type[c.Command], Callable[[Task, Any, Actor], None]] = {

@@ -81,8 +81,8 @@ def actor(request: Request) -> Actor:
 def visible(request: Request, task: Task) -> Task:
     """The task, if the caller may see it: an agent key sees only its own agent's tasks,
     and any other task is as missing to it as another tenant's (404)."""
-    who = principal(request)
-    if who.role == "agent" and task.agent_id != who.agent_id:
+    only = principal(request).only_agent
+    if only is not None and task.agent_id != only:
         raise TaskNotFoundError(request.path_params["task_id"])
     return task
 
@@ -222,11 +222,11 @@ async def list_tasks(request: Request) -> Response:
         raise ApiError(422, "validation_error", "give either cursor or offset, not both",
                        {"field": "$.offset", "in": "query"})
     who = principal(request)
-    if who.role == "agent":  # an agent lists only its own tasks
-        if query.agent_id not in (None, who.agent_id):
+    if (only := who.only_agent) is not None:  # an agent lists only its own tasks
+        if query.agent_id not in (None, only):
             return envelope(request, s.TaskPage(tasks=[], total=0, limit=query.limit, offset=query.offset,
                                                 has_more=False))
-        query = msgspec.structs.replace(query, agent_id=who.agent_id)
+        query = msgspec.structs.replace(query, agent_id=only)
     svc = services(request)
     view = svc.list_view
     if query.min_position > 0:  # no thread hop for the usual query, which waits for nothing
@@ -297,10 +297,8 @@ def command_endpoint(command_type: type[Any]) -> Callable[[Request], Any]:
 
     async def endpoint(request: Request) -> Response:
         command = await read_body(request, command_type)
-        who = principal(request)
         job = Job(by=actor(request), task_id=request.path_params["task_id"], command=command,
-                  expected_version=expected_version(request),
-                  only_agent=who.agent_id if who.role == "agent" else None)  # as visible() sees it
+                  expected_version=expected_version(request), only_agent=principal(request).only_agent)
         written = await run_job(request, job)
         return envelope(request, p.task_view(written.task, base_url(request)), 200, written.position,
                         etag(written.task))

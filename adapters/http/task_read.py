@@ -79,7 +79,8 @@ async def current_task(request: Request, not_modified: Any) -> Response:
         cache.hits += 1
     if read and before is not None:  # the log showed this version as the newest after `before`
         entry.checked, entry.trusted_until = before, now + MAX_TRUST
-    if entry.tenant != who.tenant or (who.role == "agent" and entry.agent_id != who.agent_id):
+    only = who.only_agent
+    if entry.tenant != who.tenant or (only is not None and entry.agent_id != only):
         raise TaskNotFoundError(task_id)  # another tenant's task, or another agent's, is as missing
     headers = {"ETag": f'"{entry.version}"'}
     if not_modified(request.headers.get("if-none-match"), entry.version):
