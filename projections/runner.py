@@ -154,10 +154,11 @@ class ProjectionRunner:
         return len(batch)
 
     def apply_written(self, batch: Sequence[tuple[int, Any]]) -> bool:
-        """Apply events this process has just committed, straight from memory, when they
-        directly follow the view's position with no gap (so no other process's events can
-        lie between); otherwise leave them to the follower, which reads them from the log.
-        Never raises: the events are committed whatever happens here."""
+        """Apply events this process has just committed, straight from memory: the part of the
+        batch after the view's position (its follower may have read the rest from the log
+        first), when the batch has no gap and reaches back to that position (so no other
+        process's events can lie between); otherwise leave them to the follower, which reads
+        them from the log. Never raises: the events are committed whatever happens here."""
         if not batch or self.status != "running":
             return False
         if not gapless(batch):
@@ -165,18 +166,16 @@ class ProjectionRunner:
             return False
         try:
             with self._applying:
-                if batch[0][0] != self._position + 1:
-                    applied = False
-                else:
-                    applied = self._apply(list(batch))
+                rest = unapplied(self._position, batch)
+                applied = rest is not None and (not rest or self._apply(rest))
         except Exception:  # noqa: BLE001 - the follower retries from the log, supervised
             log.warning("projection %s could not apply written events in-process", self.view.name, exc_info=True)
             applied = False
-        if applied:
+        if not applied:
+            self.poke()
+        elif rest:
             self.applied_in_process += 1
             self._fed_at = time.monotonic()
-        else:
-            self.poke()
         return applied
 
     def _apply(self, batch: list[tuple[int, Any]]) -> bool:
@@ -252,33 +251,55 @@ def gapless(batch: Sequence[tuple[int, Any]]) -> bool:
     return [position for position, _ in batch] == list(range(first, first + len(batch)))
 
 
+def unapplied(position: int, batch: Sequence[tuple[int, Any]]) -> list[tuple[int, Any]] | None:
+    """The events of a gapless batch after a view's position: all of them when the view is just
+    before the batch, the tail when its follower has already read the head from the log, none
+    when it has read past the batch — and None when the view is behind the batch's first event
+    (the events between are only in the log)."""
+    first = batch[0][0]
+    if position < first - 1:
+        return None
+    return list(batch[position - first + 1:])
+
+
 def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], Any],
                    batch: Sequence[tuple[int, Any]]) -> bool:
     """Apply a batch this process has just committed to several views in one transaction
-    (``together``: the views' store's together()), when it directly follows every view's
-    position. False, with nothing changed, when it cannot: then apply per view."""
+    (``together``: the views' store's together()): to each view, the part of the batch after
+    its position. A view whose follower is behind the batch, or not running, is left to the
+    follower (and woken). False, with nothing changed, when the batch has a gap or the
+    transaction failed: then each view tries on its own."""
     if not batch or not runners:
         return False
     if not gapless(batch):
         return False
-    first, last = batch[0][0], batch[-1][0]
+    last = batch[-1][0]
+    left: list[ProjectionRunner] = []
     with contextlib.ExitStack() as held:
         for runner in runners:  # always in the same order; a follower only ever holds its own
             held.enter_context(runner._applying)
-        if any(runner.status != "running" or runner._position != first - 1 for runner in runners):
-            return False
-        try:
-            with together():
-                for runner in runners:
-                    runner.view.apply_batch(batch, Tracking(runner.view.name, last), after=runner._position)
-        except Exception:  # noqa: BLE001 - rolled back as one; each view tries on its own next
-            log.warning("applying a written batch to the views together failed", exc_info=True)
-            return False
-        now = time.monotonic()
+        parts = []
         for runner in runners:
+            rest = unapplied(runner._position, batch) if runner.status == "running" else None
+            if rest is None:
+                left.append(runner)
+            elif rest:
+                parts.append((runner, rest))
+        if parts:
+            try:
+                with together():
+                    for runner, rest in parts:
+                        runner.view.apply_batch(rest, Tracking(runner.view.name, last), after=runner._position)
+            except Exception:  # noqa: BLE001 - rolled back as one; each view tries on its own next
+                log.warning("applying a written batch to the views together failed", exc_info=True)
+                return False
+        now = time.monotonic()
+        for runner, _ in parts:
             runner._moved_to(last)
             runner.applied_in_process += 1
             runner._fed_at = now
+    for runner in left:
+        runner.poke()
     return True
 
 
