@@ -9,6 +9,10 @@ than the statement it carries: the backend has to be scheduled to answer it. So:
   notifies and inserts, and the statement is its own transaction (an autocommit connection),
   committed with the server's ``synchronous_commit`` before the call returns. The lock is
   the library's reason for its lock (notification ids are issued in commit order), kept.
+- **Binary parameters for the events.** The four arrays of a batch go in PostgreSQL's binary
+  format: in text, psycopg hex-encodes each state and escapes it into the array literal, in
+  Python, ~25 µs an event (``bench``-free check: ``PostgresQuery.convert`` of 48 events,
+  1.2 ms in text, 0.1 ms in binary).
 - **A ping only after a pause.** A pooled connection is checked (an empty query, a round
   trip) only if it has been idle for more than ``IDLE_PING`` seconds. One in steady use is
   not: if the database went away meanwhile, the statement fails at once, the request gets
@@ -97,7 +101,12 @@ class TasksEventRecorder(PostgresApplicationRecorder):
                  "id_type": SQL(datastore.originator_id_type)}
         self.sql_create_statements.append(
             SQL(CREATE_APPEND).format(lock_timeout=SQL(str(int(datastore.lock_timeout))), **names))
-        self.append_statement = SQL("SELECT {schema}.{function}(%s, %s, %s, %s) AS id").format(**names)
+        # Binary parameters: psycopg dumps a list element by element in Python, and in text a
+        # bytea element is hex-encoded and then escaped for the array literal (~25 µs an event);
+        # binary elements go as they are (~2 µs). The casts name the function's types.
+        self.append_statement = SQL(
+            "SELECT {schema}.{function}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) AS id"
+        ).format(**names)
         self.appended_statement = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
             "FROM {schema}.{table} e JOIN unnest(%s::{id_type}[], %s::bigint[]) AS k(id, version) "
