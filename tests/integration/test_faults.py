@@ -50,7 +50,9 @@ def test_an_outage_answers_503_and_loses_no_acknowledged_write(own_cluster: PgCl
         try:
             time.sleep(1.0)
             own_cluster.pg_ctl("stop")
-            time.sleep(2.0)
+            # Longer than a request's wait for a connection (3 s): a shorter outage can end while
+            # every request in flight still waits, and then all of them rightly succeed (no 503).
+            time.sleep(4.0)
             during = client.get("/readyz")
             own_cluster.pg_ctl("start")
             deadline = time.monotonic() + 30
