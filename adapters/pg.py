@@ -5,10 +5,19 @@ than the statement it carries: the backend has to be scheduled to answer it. So:
 
 - **Events in one statement.** The library's recorder saves a batch in four round trips
   (the pool's pre-ping; BEGIN, lock, NOTIFY and the insert, pipelined; COMMIT).
-  ``TasksEventRecorder`` saves it in one: a SQL function of its own takes the table lock,
+  ``TasksEventRecorder`` saves it in one: a SQL function of its own takes the append lock,
   notifies and inserts, and the statement is its own transaction (an autocommit connection),
   committed with the server's ``synchronous_commit`` before the call returns. The lock is
-  the library's reason for its lock (notification ids are issued in commit order), kept.
+  there for the library's reason for its own (notification ids are issued in commit order).
+- **Appends take turns on an advisory lock, not a table lock.** The library locks the events
+  table ``IN EXCLUSIVE MODE`` so that notification ids commit in order. That mode conflicts
+  with the lock autovacuum and autoanalyze take: an append waited for the server's
+  ``deadlock_timeout`` (1 s) until autovacuum gave way, so every request of that second
+  waited too (create's p99 ~0.9 s in a wrk run, ``canceling autovacuum task`` in the server
+  log) — and autovacuum never finished on a table in steady use, nor could an
+  anti-wraparound vacuum be cancelled at all. A transaction-scoped advisory lock, one per
+  events table, keeps appends in commit order the same way and conflicts with nothing else.
+  Every append of this service goes through this function (``tasks migrate`` too).
 - **Binary parameters for the events.** The four arrays of a batch go in PostgreSQL's binary
   format: in text, psycopg hex-encodes each state and escapes it into the array literal, in
   Python, ~25 µs an event (``bench``-free check: ``PostgresQuery.convert`` of 48 events,
@@ -25,6 +34,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,7 +89,7 @@ CREATE OR REPLACE FUNCTION {schema}.{function}(
 LANGUAGE plpgsql AS $BODY$
 BEGIN
     SET LOCAL lock_timeout = '{lock_timeout}s';
-    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
+    PERFORM pg_advisory_xact_lock({lock_key});
     NOTIFY {channel};
     RETURN QUERY
         INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
@@ -87,6 +97,12 @@ BEGIN
         RETURNING notification_id;
 END;
 $BODY$"""
+
+
+def append_lock_key(schema: str, table: str) -> int:
+    """The advisory lock an events table's appends take turns on: this module's number in the
+    high half, the table's name in the low half (a database may hold several event stores)."""
+    return (72632 << 32) | zlib.crc32(f"{schema}.{table}".encode())
 
 
 class TasksEventRecorder(PostgresApplicationRecorder):
@@ -100,7 +116,9 @@ class TasksEventRecorder(PostgresApplicationRecorder):
                  "function": Identifier(function), "channel": Identifier(self.channel_name),
                  "id_type": SQL(datastore.originator_id_type)}
         self.sql_create_statements.append(
-            SQL(CREATE_APPEND).format(lock_timeout=SQL(str(int(datastore.lock_timeout))), **names))
+            SQL(CREATE_APPEND).format(lock_timeout=SQL(str(int(datastore.lock_timeout))),
+                                      lock_key=SQL(str(append_lock_key(datastore.schema, events_table_name))),
+                                      **names))
         # Binary parameters: psycopg dumps a list element by element in Python, and in text a
         # bytea element is hex-encoded and then escaped for the array literal (~25 µs an event);
         # binary elements go as they are (~2 µs). The casts name the function's types.

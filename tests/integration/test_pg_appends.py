@@ -1,9 +1,11 @@
-"""PostgreSQL: a batch whose connection broke after it committed is not saved twice, nor
-taken for a conflict (which would run its creates again, as new tasks)."""
+"""PostgreSQL appends (adapters/pg.py): a batch whose connection broke after it committed is
+not saved twice, nor taken for a conflict (which would run its creates again, as new tasks);
+and an append does not wait for autovacuum."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -84,3 +86,27 @@ def test_another_writers_event_at_the_same_version_is_still_a_conflict(pg_app: t
     with pytest.raises(IntegrityError):  # and after one, an event that is not this batch's still is
         recorder.insert_events(theirs)
     assert stored_rows(url, events) == 2
+
+
+def test_an_append_does_not_wait_for_autovacuum(pg_app: tuple[TaskApplication, str]) -> None:
+    """Autovacuum and autoanalyze hold SHARE UPDATE EXCLUSIVE on the table they work on. The
+    library's appends lock the events table IN EXCLUSIVE MODE, which conflicts with it: each
+    waited up to deadlock_timeout (1 s) for autovacuum to give way. Appends take turns on an
+    advisory lock instead, so they go on while the table is being vacuumed."""
+    app, url = pg_app
+    app.save(Task.create(c.CreateTask(task="first"), BY))
+    with psycopg.connect(url) as vacuum:  # what VACUUM and ANALYZE hold while they run
+        vacuum.execute("LOCK TABLE tasks_events IN SHARE UPDATE EXCLUSIVE MODE")
+        done = threading.Event()
+
+        def append() -> None:
+            app.save(Task.create(c.CreateTask(task="during the vacuum"), BY))
+            done.set()
+
+        writer = threading.Thread(target=append, daemon=True)
+        writer.start()
+        appended = done.wait(5)
+        vacuum.rollback()
+    writer.join(30)
+    assert appended, "the append waited for the vacuum's lock"
+    assert app.recorder.max_notification_id() == 2
