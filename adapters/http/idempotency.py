@@ -172,12 +172,14 @@ async def run_once(request: Request, store: IdempotencyStore, key_id: str, key: 
 
 
 def _answer_for(request: Request, error: Exception) -> Response | None:
-    """The error's 4xx answer, as the exception handlers would give it; None for a failure (5xx)."""
+    """The error's 4xx answer, as the exception handlers would give it; None for a failure (5xx)
+    and for a client that hung up before its body arrived (499): it never got an answer, and its
+    retry with the same key must run the command."""
     for kind in type(error).__mro__:
         handler = EXCEPTION_HANDLERS.get(kind)
         if handler is not None and kind is not Exception:
             response: Response = handler(request, error)
-            return response if response.status_code < 500 else None
+            return response if response.status_code < 499 else None
     return None
 
 

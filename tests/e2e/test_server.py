@@ -86,3 +86,28 @@ def test_bootstrap_key_from_the_environment(tmp_path: Path) -> None:
     with serve(f"sqlite:///{tmp_path}/t.db", tmp_path, {"TASKS_BOOTSTRAP_KEY": "chosen-key"}) as (url, _):
         response = httpx.get(f"{url}/agents/tasks", headers={"Authorization": "Bearer chosen-key"})
         assert response.status_code == 200
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(tmp_path: Path) -> None:
+    """A client may close its connection before its body has arrived (a load generator
+    stopping, a phone losing its signal): the request is counted as 499, as nginx logs it,
+    and the server logs no error or traceback for it."""
+    key = "hang-up-key"
+    with serve(f"sqlite:///{tmp_path}/t.db", tmp_path, {"TASKS_BOOTSTRAP_KEY": key}) as (url, lines):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /agents/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key.encode()
+                         + b"\r\nIdempotency-Key: hung-up\r\nContent-Type: application/json"
+                         + b"\r\nContent-Length: 100\r\n\r\n{\"task\": ")
+            time.sleep(0.3)  # the server has read the headers and waits for the rest of the body
+        deadline = time.monotonic() + 10
+        while 'status="499"' not in (metrics := httpx.get(f"{url}/metrics").text):
+            assert time.monotonic() < deadline, "the hang-up was never counted"
+            time.sleep(0.1)
+        assert 'status="500"' not in metrics
+        # The hung-up request got no answer, so its retry with the same key runs the command.
+        retried = httpx.post(f"{url}/agents/tasks", json={"task": "after"},
+                             headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "hung-up"})
+        assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+        assert retried.json()["data"]["task"] == "after"
+    assert not [line for line in lines if "Traceback" in line or '"level": "ERROR"' in line], lines
