@@ -17,7 +17,11 @@ For each backend it:
    msgspec-validated POST, no storage) and then the service: get (a random seeded id),
    list (``?status=…&priority=…``, a random pair), stats (``/agents/tasks/stats``, "n/a"
    while the service answers 404) and create (the seed's body);
-4. prints requests/s, p50, p99, the ratio to the bare endpoint (create vs bare POST,
+4. unless ``--no-worker``: stops the service and starts the layout the README recommends for
+   production, ``tasks serve`` with ``TASKS_PROJECTIONS=off`` and a ``tasks project`` worker
+   process keeping the views, drives create again ("create, views in a worker") and reports
+   how far behind the views were when wrk stopped and how long the worker took to catch up;
+5. prints requests/s, p50, p99, the ratio to the bare endpoint (create vs bare POST,
    the reads vs bare GET), wrk's non-2xx and socket-error counts, how long seeding and the
    startup (views' catch-up) took, and the service's RSS: VmRSS after startup (all views
    caught up with the seeded tasks) and after the wrk runs, and VmHWM, the peak of the whole
@@ -63,6 +67,7 @@ IDS_FOR_GET = 100_000  # at most this many seeded ids are handed to the get scri
 GET_LIST_TARGETS = {"get": 0.50, "list": 0.30}
 CREATE_TARGETS = {"sqlite": 0.50, "postgres": 0.30}
 P99_TARGET_MS = 25.0
+WORKER_CREATE = "create, views in a worker"
 
 
 # --- wrk's output ------------------------------------------------------------------
@@ -274,14 +279,41 @@ def start_bare(workdir: Path) -> Server:
         "/agents/tasks/ready", timeout=60)
 
 
-def start_service(workdir: Path, backend: str, database: str, key: str, tasks: int) -> Server:
+def start_service(workdir: Path, backend: str, database: str, key: str, tasks: int,
+                  extra: dict[str, str] | None = None, tag: str = "") -> Server:
     port = free_port()
     tasks_command = str(Path(sys.executable).parent / "tasks")
     command = [tasks_command, "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"]
-    env = server_env({"TASKS_DATABASE": database, "TASKS_BOOTSTRAP_KEY": key})
+    env = server_env({"TASKS_DATABASE": database, "TASKS_BOOTSTRAP_KEY": key, **(extra or {})})
     # It catches its list projection up (every seeded event) before it listens.
-    return Server(f"service ({backend})", command, env, port, workdir / f"service-{backend}.log").start(
-        "/healthz", timeout=120 + tasks / 500)
+    return Server(f"service ({backend}{tag})", command, env, port,
+                  workdir / f"service-{backend}{tag}.log").start("/healthz", timeout=120 + tasks / 500)
+
+
+class Worker(Server):
+    """`tasks project`: the views kept in a process of their own (no HTTP to wait for)."""
+
+    def __init__(self, workdir: Path, backend: str, database: str) -> None:
+        command = [str(Path(sys.executable).parent / "tasks"), "project"]
+        super().__init__(f"worker ({backend})", command, server_env({"TASKS_DATABASE": database}), 0,
+                         workdir / f"worker-{backend}.log")
+
+    def start(self, ready_path: str = "", timeout: float = 0.0) -> Worker:
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return self
+
+
+def views_lag(service: Server, key: str) -> int:
+    """The largest lag of the service's views behind the log (GET /projections), in events."""
+    request = urllib.request.Request(service.base + "/projections", headers={"Authorization": f"Bearer {key}"})
+    with _NO_PROXY.open(request, timeout=10.0) as response:
+        views = json.loads(response.read())["data"]
+    views = views.get("projections", views) if isinstance(views, dict) else views
+    return max((int(view["lag"]) for view in views), default=0)
 
 
 # --- seeding -------------------------------------------------------------------------
@@ -339,6 +371,7 @@ class Options:
     threads: int
     warmup: int
     timeout: int
+    worker: bool = True
 
 
 def run_wrk(url: str, script: str, env: dict[str, str], seconds: int, opts: Options) -> WrkResult:
@@ -403,7 +436,7 @@ def problems(result: WrkResult, connections: int) -> list[str]:
 
 
 def ratio_target(scenario: str, backend: str) -> float | None:
-    if scenario == "create":
+    if scenario in ("create", WORKER_CREATE):
         return CREATE_TARGETS.get(backend)
     return GET_LIST_TARGETS.get(scenario)
 
@@ -509,6 +542,26 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
     info["tasks_after_run"] = tasks + created
     print(f"  service RSS after the run: {info['rss_mb_after_run']} MB "
           f"(~{info['tasks_after_run']:,} tasks, warm-up creates not counted)", flush=True)
+
+    if opts.worker:
+        # The layout the README recommends for production: the API with TASKS_PROJECTIONS=off,
+        # its views kept by a `tasks project` worker beside it (reads that must see a write pass
+        # ?minPosition=). Same server settings; the worker is a second process.
+        service.stop()
+        worker = Worker(workdir, backend, database).start()
+        stack.callback(worker.stop)
+        api = start_service(workdir, backend, database, key, 0, {"TASKS_PROJECTIONS": "off"}, " + worker")
+        stack.callback(api.stop)
+        result = step(WORKER_CREATE, api, "/agents/tasks", "create.lua")
+        rows.append(Row(WORKER_CREATE, backend, result, result.requests_per_second / bare_post.requests_per_second))
+        lag, started = views_lag(api, key), time.monotonic()
+        while (behind := views_lag(api, key)) > 0 and time.monotonic() - started < 120:
+            time.sleep(0.2)
+        info["worker_lag_after_run"] = lag
+        info["worker_caught_up_seconds"] = round(time.monotonic() - started, 1) if behind == 0 else None
+        print(f"  the worker's views were {lag:,} events behind when wrk stopped; "
+              + (f"caught up {info['worker_caught_up_seconds']} s later" if behind == 0
+                 else f"still {behind:,} behind after 120 s"), flush=True)
     for row in rows:
         judge(row, tasks, opts.connections)
     return rows, info
@@ -577,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=100_000, help="tasks seeded before the reads")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, SQLite file)")
+    parser.add_argument("--no-worker", dest="worker", action="store_false",
+                        help="skip the create run with the views in a `tasks project` worker")
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.duration < 1 or args.connections < 1 or args.threads < 1:
         parser.error("--tasks, --duration, --connections and --threads must be at least 1")
@@ -584,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed. It is a Debian package:\n    apt-get update && apt-get install -y wrk",
               file=sys.stderr)
         return 2
-    opts = Options(args.duration, args.connections, args.threads, args.warmup, args.timeout)
+    opts = Options(args.duration, args.connections, args.threads, args.warmup, args.timeout, args.worker)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     key = "bench-" + os.urandom(12).hex()
     about = machine()
@@ -612,6 +667,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{info['rss_mb_after_run']} MB after the run (~{info['tasks_after_run']:,} tasks), "
               f"peak {info['rss_mb_peak']} MB; seeding {info['seed_seconds']} s, "
               f"startup with every view's catch-up {info['startup_seconds']} s")
+        if "worker_lag_after_run" in info:
+            caught = info["worker_caught_up_seconds"]
+            print(f"{backend}: {WORKER_CREATE}: the views were {info['worker_lag_after_run']:,} events behind "
+                  f"when wrk stopped, " + (f"caught up {caught} s later" if caught is not None
+                                          else "not caught up after 120 s"))
     failed = [(r, problems(r.result, opts.connections)) for r in rows if r.result]
     failed = [(r, found) for r, found in failed if found]
     for row, found in failed:
