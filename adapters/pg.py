@@ -17,7 +17,10 @@ than the statement it carries: the backend has to be scheduled to answer it. So:
   log) — and autovacuum never finished on a table in steady use, nor could an
   anti-wraparound vacuum be cancelled at all. A transaction-scoped advisory lock, one per
   events table, keeps appends in commit order the same way and conflicts with nothing else.
-  Every append of this service goes through this function (``tasks migrate`` too).
+  Every append of this service goes through this function (``tasks migrate`` too). While the
+  function is being replaced (every start runs ``CREATE OR REPLACE``), an append still in the
+  old body holds the table lock, and the new body's insert (``ROW EXCLUSIVE``) waits for it,
+  so the two kinds of append still take turns.
 - **Binary parameters for the events.** The four arrays of a batch go in PostgreSQL's binary
   format: in text, psycopg hex-encodes each state and escapes it into the array literal, in
   Python, ~25 µs an event (``bench``-free check: ``PostgresQuery.convert`` of 48 events,
