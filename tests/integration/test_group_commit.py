@@ -116,6 +116,22 @@ def test_the_writer_answers_each_request_after_its_commit(app: TaskApplication) 
     assert writer.commands == 200 and writer.batches < 200  # requests shared commits
 
 
+def _assert_views_match_the_log(services) -> None:  # type: ignore[no-untyped-def]
+    """Every view is at the log's head and equals one rebuilt from the log (in small batches)."""
+    head = services.app.recorder.max_notification_id()
+    for view in services.views:
+        assert view.position() == head, view.name
+    for view in (services.list_view, read_models.view_named(services, "task_metrics")):
+        fresh = view.beside()
+        try:
+            ProjectionRunner(services.app, fresh, batch_size=7).catch_up()
+            assert fresh.all_rows() == view.all_rows(), view.name
+        finally:
+            fresh.discard()
+    logged = [n.id for n in services.app.recorder.select_notifications(start=0, limit=10_000)]
+    assert read_models.view_named(services, "event_index").positions("default", 0, 10_000) == logged
+
+
 def test_views_kept_by_the_writer_equal_views_rebuilt_from_the_log(settings: Settings) -> None:
     """The writer hands each committed batch to this process's views; after a burst with
     conflicting and refused commands on shared tasks, every view equals one rebuilt from the log."""
@@ -135,36 +151,9 @@ def test_views_kept_by_the_writer_equal_views_rebuilt_from_the_log(settings: Set
         kinds = {type(o).__name__ for o in outcomes}
         assert {"Written", "InvalidTransitionError"} <= kinds, kinds
         assert all(r.applied_in_process > 0 for r in services.projections)  # the in-process path was taken
-        head = services.app.recorder.max_notification_id()
-        for view in services.views:
-            assert view.position() == head, view.name
-        for view in (services.list_view, read_models.view_named(services, "task_metrics")):
-            fresh = view.beside()
-            try:
-                ProjectionRunner(services.app, fresh, batch_size=13).catch_up()
-                assert fresh.all_rows() == view.all_rows(), view.name
-            finally:
-                fresh.discard()
-        index = read_models.view_named(services, "event_index")
-        logged = [n.id for n in services.app.recorder.select_notifications(start=0, limit=10_000)]
-        assert index.positions("default", 0, 10_000) == logged
+        _assert_views_match_the_log(services)
     finally:
         services.close()
-
-
-def _assert_views_match_the_log(services) -> None:  # type: ignore[no-untyped-def]
-    head = services.app.recorder.max_notification_id()
-    for view in services.views:
-        assert view.position() == head, view.name
-    for view in (services.list_view, read_models.view_named(services, "task_metrics")):
-        fresh = view.beside()
-        try:
-            ProjectionRunner(services.app, fresh, batch_size=7).catch_up()
-            assert fresh.all_rows() == view.all_rows(), view.name
-        finally:
-            fresh.discard()
-    logged = [n.id for n in services.app.recorder.select_notifications(start=0, limit=10_000)]
-    assert read_models.view_named(services, "event_index").positions("default", 0, 10_000) == logged
 
 
 def _saved(services, count: int) -> list[tuple[int, object]]:  # type: ignore[no-untyped-def]
