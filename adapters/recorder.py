@@ -74,17 +74,15 @@ class TurnTakingConnection(SQLiteConnection):
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
-        if not commit or getattr(_turns, "held", False) or not self._take_turn():
-            with super().transaction(commit=commit) as cursor:
-                yield cursor
-            return
-        _turns.held = True
+        turn = commit and not getattr(_turns, "held", False) and self._take_turn()
+        _turns.held = getattr(_turns, "held", False) or turn
         try:
             with super().transaction(commit=commit) as cursor:
                 yield cursor
         finally:
-            _turns.held = False
-            fcntl.flock(self._turn, fcntl.LOCK_UN)
+            if turn:
+                _turns.held = False
+                fcntl.flock(self._turn, fcntl.LOCK_UN)
 
     def _take_turn(self) -> bool:
         pause, deadline = 0.0001, 0.0

@@ -209,12 +209,16 @@ class Server:
     def base(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, ready_path: str, timeout: float) -> Server:
+    def spawn(self) -> None:
+        """Start the process in its own session (so that stop() ends it and its children)."""
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
                 self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
+
+    def start(self, ready_path: str, timeout: float) -> Server:
+        self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -291,28 +295,21 @@ def start_service(workdir: Path, backend: str, database: str, key: str, tasks: i
 
 
 class Worker(Server):
-    """`tasks project`: the views kept in a process of their own (no HTTP to wait for)."""
+    """`tasks project`: the views kept in a process of their own. Start it with spawn(): it has no
+    HTTP to wait for."""
 
     def __init__(self, workdir: Path, backend: str, database: str) -> None:
         command = [str(Path(sys.executable).parent / "tasks"), "project"]
         super().__init__(f"worker ({backend})", command, server_env({"TASKS_DATABASE": database}), 0,
                          workdir / f"worker-{backend}.log")
 
-    def start(self, ready_path: str = "", timeout: float = 0.0) -> Worker:
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        return self
 
 
 def views_lag(service: Server, key: str) -> int:
     """The largest lag of the service's views behind the log (GET /projections), in events."""
     request = urllib.request.Request(service.base + "/projections", headers={"Authorization": f"Bearer {key}"})
     with _NO_PROXY.open(request, timeout=10.0) as response:
-        views = json.loads(response.read())["data"]
-    views = views.get("projections", views) if isinstance(views, dict) else views
+        views = json.loads(response.read())["data"]["projections"]
     return max((int(view["lag"]) for view in views), default=0)
 
 
@@ -548,7 +545,8 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         # its views kept by a `tasks project` worker beside it (reads that must see a write pass
         # ?minPosition=). Same server settings; the worker is a second process.
         service.stop()
-        worker = Worker(workdir, backend, database).start()
+        worker = Worker(workdir, backend, database)
+        worker.spawn()
         stack.callback(worker.stop)
         api = start_service(workdir, backend, database, key, 0, {"TASKS_PROJECTIONS": "off"}, " + worker")
         stack.callback(api.stop)

@@ -120,12 +120,15 @@ def _http(request: Request, exc: Exception) -> Response:
                           headers=exc.headers)
 
 
+CLIENT_CLOSED = 499  # nginx's "client closed request": no one is left to answer
+
+
 def _gone(request: Request, exc: Exception) -> Response:
     """The client closed its connection before its body arrived: nothing failed here and no one
     is left to answer. 499 ("client closed request", as nginx logs it) is what the access log
     and the request counters show; the server sends nothing to a closed connection."""
     log.info("client closed the connection during request %s", request_id(request))
-    return Response(status_code=499)
+    return Response(status_code=CLIENT_CLOSED)
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.http.errors import EXCEPTION_HANDLERS, ApiError
+from adapters.http.errors import CLIENT_CLOSED, EXCEPTION_HANDLERS, ApiError
 from adapters.sql import SqlStore
 
 HEADER = "idempotency-key"
@@ -179,7 +179,7 @@ def _answer_for(request: Request, error: Exception) -> Response | None:
         handler = EXCEPTION_HANDLERS.get(kind)
         if handler is not None and kind is not Exception:
             response: Response = handler(request, error)
-            return response if response.status_code < 499 else None
+            return response if response.status_code < CLIENT_CLOSED else None
     return None
 
 
