@@ -50,6 +50,7 @@ def build_services(settings: Settings) -> Services:
         if store.changes is not None:  # SQLite: tell every process's task cache that the log grew
             app.on_recorded = partial(store.changes.bump, EVENTS)
         views = read_models.open_views(store)  # every read model; the list view first
+        read_models.check_views_follow(app, views)
         list_view = views[0]
         keys = KeyStore(store)
         keys.create_table()

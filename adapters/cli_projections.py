@@ -34,11 +34,18 @@ def project(batch_size: int) -> None:
     SIGTERM or Ctrl-C; whatever it stops in the middle of is applied again, exactly
     once, at the next start.
     """
+    from adapters.read_models import ViewsAheadOfLogError, check_views_follow
     from adapters.read_models import runners as make_runners
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     app, store, views = _open(settings)
+    try:
+        check_views_follow(app, views)
+    except ViewsAheadOfLogError as error:
+        app.close()
+        store.close()
+        raise click.ClickException(str(error)) from None
     runners = make_runners(app, views, replace(settings, projections="inline"), batch_size=batch_size)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -60,8 +60,9 @@ def stamp(moment: datetime) -> str:
 class EventIndex:
     """Which events each tenant has, by position, type and time."""
 
-    def __init__(self, store: SqlStore, name: str = "event_index") -> None:
-        self.store = store
+    def __init__(self, store: SqlStore, name: str = "event_index", *, events: SqlStore | None = None) -> None:
+        self.store = store  # the index and its tracking: the views' store
+        self.events = events or store  # where the event store's table is (on SQLite, not the views' file)
         self.name = name
         self._sql = store.dialect.sql
 
@@ -119,8 +120,8 @@ class EventIndex:
         """The stored events at these positions, in log order."""
         if not positions:
             return []
-        sql = SELECT_EVENTS[self.store.dialect.name].format(marks=", ".join("?" for _ in positions))
-        with self.store.transaction(commit=False) as cursor:
+        sql = SELECT_EVENTS[self.events.dialect.name].format(marks=", ".join("?" for _ in positions))
+        with self.events.transaction(commit=False) as cursor:
             cursor.execute(self._sql(sql), list(positions))
             rows: list[Any] = cursor.fetchall()
         found = [Notification(id=int(row["position"]), originator_id=_uuid(row["originator_id"]),
@@ -133,8 +134,9 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def open_event_index(store: SqlStore) -> EventIndex:
-    """The index, its table created if missing (what app.build_services adds to its views)."""
-    index = EventIndex(store)
+def open_event_index(store: SqlStore, events: SqlStore) -> EventIndex:
+    """The index in the views' ``store``, its table created if missing (what app.build_services
+    adds to its views), reading events from the database of ``events``."""
+    index = EventIndex(store, events=events)
     index.create_table()
     return index

@@ -22,10 +22,31 @@ def open_views(store: SqlStore) -> list[Any]:
     from adapters.event_index import open_event_index
     from adapters.list_view import TaskListView
 
-    store = store.for_views()
-    list_view = TaskListView(store)
+    views = store.for_views()  # on SQLite, a file of its own
+    list_view = TaskListView(views)
     list_view.create_table()
-    return [list_view, *more_views(store), open_event_index(store)]
+    return [list_view, *more_views(views), open_event_index(views, events=store)]
+
+
+class ViewsAheadOfLogError(RuntimeError):
+    """Raised at start when a view has applied events that the event log does not hold."""
+
+
+def check_views_follow(app: TaskApplication, views: list[Any]) -> None:
+    """Refuse views that are ahead of the log: they were kept from other events than these.
+
+    On SQLite the views have a file of their own beside the database (``<database>.views``).
+    A database file restored from a backup beside a newer views file would otherwise look
+    caught up, and the views would silently skip the positions the log now gives again."""
+    head = app.recorder.max_notification_id() or 0
+    ahead = [f"{view.name} at {position}" for view in views if (position := view.position()) > head]
+    if ahead:
+        where = views[0].store.sqlite_path
+        fix = (f"Delete the views' file {where} (and its -wal and -shm) and start again: the views are rebuilt "
+               "from the log." if where else "Rebuild them: `tasks projections rebuild NAME`.")
+        raise ViewsAheadOfLogError(
+            f"the views are ahead of the event log ({', '.join(ahead)}; the log ends at {head}): they were "
+            f"kept from other events than this database's, e.g. the database was restored from a backup. {fix}")
 
 
 def more_views(store: SqlStore) -> list[Any]:

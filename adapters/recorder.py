@@ -49,7 +49,7 @@ CHUNKS = (64, 16, 4, 1)  # rows per INSERT statement, largest first (at most 256
 
 
 TURN_SUFFIX = ".write-turn"  # the file beside the database whose lock write transactions take turns on
-_turns = threading.local()  # whether this thread already holds its process's turn
+_turns = threading.local()  # the turn files whose turn this thread already holds
 
 
 class TurnTakingConnection(SQLiteConnection):
@@ -61,8 +61,8 @@ class TurnTakingConnection(SQLiteConnection):
     group commit beside a ``tasks project`` worker) waited milliseconds for a lock held for
     microseconds. A waiter on the file lock looks again every 0.1 ms at first, and at most
     every 1 ms. Read transactions take no turn (WAL lets them run beside a writer). A thread
-    that already holds a turn (a write transaction opened inside another) does not take a
-    second one. A writer that has not had its turn within the lock timeout goes on without it,
+    that already holds a database's turn (a write transaction opened inside another on the same
+    file) does not take a second one; the views' file has turns of its own. A writer that has not had its turn within the lock timeout goes on without it,
     to SQLite's own lock and busy handler as before: the turn only ever shortens a wait, it
     cannot add a deadlock."""
 
@@ -70,18 +70,23 @@ class TurnTakingConnection(SQLiteConnection):
                  timeout: float) -> None:
         super().__init__(sqlite_conn=sqlite_conn, max_age=max_age)
         self._turn = os.open(turn_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._turn_path = turn_path
         self._timeout = timeout
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
-        turn = commit and not getattr(_turns, "held", False) and self._take_turn()
-        _turns.held = getattr(_turns, "held", False) or turn
+        held = getattr(_turns, "held", None)
+        if held is None:
+            held = _turns.held = set()
+        turn = commit and self._turn_path not in held and self._take_turn()
+        if turn:
+            held.add(self._turn_path)
         try:
             with super().transaction(commit=commit) as cursor:
                 yield cursor
         finally:
             if turn:
-                _turns.held = False
+                held.discard(self._turn_path)
                 fcntl.flock(self._turn, fcntl.LOCK_UN)
 
     def _take_turn(self) -> bool:

@@ -56,7 +56,7 @@ class SqlStore:
     """A datastore and its dialect: what every read-model and key store is built on."""
 
     def __init__(self, datastore: Datastore, dialect: Dialect, sqlite_path: str | None = None,
-                 *, relaxed: bool = False, pool_size: int = 5) -> None:
+                 *, relaxed: bool = False, pool_size: int = 5, counters: bool = True) -> None:
         self.datastore = datastore
         self.dialect = dialect
         self.relaxed = relaxed  # commits may be lost on power loss (never torn): for rebuildable views
@@ -67,9 +67,14 @@ class SqlStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         # SQLite: counters every process of this database bumps after a commit (adapters/changes.py)
-        self.changes = open_counters(sqlite_path) if sqlite_path is not None else None
+        self.changes = open_counters(sqlite_path) if sqlite_path is not None and counters else None
         self._quick: Any = None  # PostgreSQL: adapters.pg.quick_pool, for reading() and together()
         self._quick_owner: SqlStore = self  # whose quick pool this store uses
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file this store reads and writes (None on PostgreSQL)."""
+        return self._sqlite_path
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
@@ -179,15 +184,18 @@ class SqlStore:
             raise translated(error) from error
 
     def for_views(self) -> SqlStore:
-        """The same database for the read models, with commits that do not wait for the disk.
+        """The store of the read models, with commits that do not wait for the disk.
 
         A view and its tracking position commit together, so a commit lost to a power cut
         (never a torn one: SQLite's WAL and PostgreSQL's log keep them atomic) only puts the
         view back a little, and its runner applies those events again from the log. The
         events themselves, keys and idempotency records keep fully durable commits.
-        On SQLite that is ``synchronous = NORMAL`` on the views' own connections (a commit
-        is ~17 µs instead of an fsync of ~0.5–2 ms here); on PostgreSQL
-        ``synchronous_commit = off`` for each view transaction, on the same pool."""
+        On SQLite the views live in a file of their own beside the database (``views_path``),
+        so that whoever keeps them (the API's writer, a ``tasks project`` worker) never holds
+        the write lock that appending events needs; their connections commit with
+        ``synchronous = NORMAL`` (a commit is ~17 µs instead of an fsync of ~0.5–2 ms here).
+        On PostgreSQL, the same database with ``synchronous_commit = off`` for each view
+        transaction, on the same pool."""
         if self.relaxed:
             return self
         if self._views is None:
@@ -195,8 +203,9 @@ class SqlStore:
                 self._views = SqlStore(self.datastore, self.dialect, relaxed=True)
                 self._views._quick_owner = self  # one quick pool for both
             else:
-                self._views = SqlStore(_relaxed_sqlite(self._sqlite_path, self._pool_size), self.dialect,
-                                       self._sqlite_path, relaxed=True, pool_size=self._pool_size)
+                path = views_path(self._sqlite_path)
+                self._views = SqlStore(_relaxed_sqlite(path, self._pool_size), self.dialect, path,
+                                       relaxed=True, pool_size=self._pool_size, counters=False)
         return self._views
 
     def create_tables(self, *statements: str) -> None:
@@ -225,6 +234,15 @@ class SqlStore:
         if self.changes is not None:
             self.changes.close()
         self.datastore.close()
+
+
+VIEWS_SUFFIX = ".views"
+
+
+def views_path(database: str) -> str:
+    """The SQLite file that holds the views of the database at ``database`` (README: "The
+    views' own file"). Everything in it is rebuilt from the event log when it is missing."""
+    return database + VIEWS_SUFFIX
 
 
 def _relaxed_sqlite(path: str, pool_size: int) -> Datastore:

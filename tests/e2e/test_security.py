@@ -151,7 +151,7 @@ def test_a_5xx_shows_no_trace_sql_or_path_and_the_log_has_them(
         services = client.app_state["services"]  # type: ignore[attr-defined]
         for runner in services.projections:
             runner.stop()
-        with services.store.transaction(commit=True) as cursor:
+        with services.list_view.store.transaction(commit=True) as cursor:
             cursor.execute(f"DROP TABLE {services.list_view.table(cursor)}")  # the list view's storage is gone
         with caplog.at_level(logging.ERROR):
             response = client.get("/agents/tasks", headers={"X-Request-Id": "req-broken-1"})

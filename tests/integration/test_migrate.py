@@ -82,7 +82,7 @@ def migrated(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
     assert run.returncode == 0, run.stderr
     store = open_store(Settings(database=target), pool_size=1)
     try:
-        position = TaskListView(store).position()
+        position = TaskListView(store.for_views()).position()
     finally:
         store.close()
     return Migrated(source, target, events, run.stdout, position)

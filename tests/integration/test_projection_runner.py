@@ -102,6 +102,6 @@ def test_a_rebuild_is_swapped_in_while_the_live_copy_keeps_answering(settings: S
 
 def copies(services: Services) -> int:
     """How many tables of the list view exist (the live one, and the one it replaced)."""
-    with services.store.transaction(commit=False) as cursor:
+    with services.store.for_views().transaction(commit=False) as cursor:
         cursor.execute("SELECT name FROM projection_tracking")
         return sum(str(found["name"]).startswith("task_list_s") for found in cursor.fetchall())

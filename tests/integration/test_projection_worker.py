@@ -46,7 +46,7 @@ def test_a_killed_worker_resumes_and_applies_every_event_exactly_once(settings: 
     populate(app, 60_000, per_save=500, pick=random.Random(4).randrange)
     head = app.recorder.max_notification_id()
     store = open_store(settings)
-    views = [TaskListView(store), TaskMetricsView(store)]
+    views = [TaskListView(store.for_views()), TaskMetricsView(store.for_views())]
     for view in views:
         view.create_table()
 

@@ -104,7 +104,7 @@ def test_list_view_rebuilt_from_zero_equals_the_live_view(client: TestClient, se
     services = client.app_state["services"]  # type: ignore[attr-defined]
     live = services.list_view
 
-    rebuilt_view = TaskListView(open_store(settings), name="task_list_rebuilt")
+    rebuilt_view = TaskListView(open_store(settings).for_views(), name="task_list_rebuilt")
     rebuilt_view.create_table()
     runner = ProjectionRunner(services.app, rebuilt_view, batch_size=7)  # odd batches cross task boundaries
     applied = runner.catch_up()
