@@ -52,6 +52,9 @@ SQLITE = Dialect("sqlite")
 POSTGRES = Dialect("postgresql")
 
 
+READER_MMAP_BYTES = 1 << 31  # SQLite caps it at its SQLITE_MAX_MMAP_SIZE (0x7fff0000 in this build)
+
+
 class SqlStore:
     """A datastore and its dialect: what every read-model and key store is built on."""
 
@@ -108,9 +111,16 @@ class SqlStore:
 
     def dedicated_reader(self, cache_mb: int) -> sqlite3.Connection:
         """A read-only SQLite connection for one caller, with a page cache of its own of
-        ``cache_mb`` (SQLite's default is 2 MB); closed with the store."""
+        ``cache_mb`` (SQLite's default is 2 MB); closed with the store.
+
+        It reads the database file through a memory map (``mmap_size``, up to this SQLite
+        build's cap of 2 GB): a page is read where the kernel's page cache holds it instead of
+        by a ``pread`` and a copy into SQLite's cache, which took ~5-20 % off a GET of an
+        uncached task (README: "GET of an uncached task"). Only reads use the map; the WAL is
+        read as before, so pages a writer has just committed are seen at once."""
         connection = self._open_reader()
         connection.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
+        connection.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
         return connection
 
     def _open_reader(self) -> sqlite3.Connection:
