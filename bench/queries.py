@@ -149,7 +149,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     settings = Settings(database=args.database)
     store = open_store(settings)
-    view = TaskListView(store, name="bench_list")
+    view = TaskListView(store.for_views(), name="bench_list")
     view.create_table()
     fill(view, args.tasks)
     now = sortable_time(NOW)

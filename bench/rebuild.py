@@ -49,7 +49,7 @@ def main() -> None:
     store = open_store(settings)
     backend = "PostgreSQL" if settings.is_postgres else "SQLite"
     for name in args.views.split(","):
-        view = {"task_list": TaskListView, "task_metrics": TaskMetricsView}[name](store)
+        view = {"task_list": TaskListView, "task_metrics": TaskMetricsView}[name](store.for_views())
         view.create_table()
         started = time.perf_counter()
         position = rebuild(app, view, batch_size=args.batch_size, reader=LogReader(app))
