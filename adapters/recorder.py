@@ -62,9 +62,9 @@ class TurnTakingConnection(SQLiteConnection):
     microseconds. A waiter on the file lock looks again every 0.1 ms at first, and at most
     every 1 ms. Read transactions take no turn (WAL lets them run beside a writer). A thread
     that already holds a database's turn (a write transaction opened inside another on the same
-    file) does not take a second one; the views' file has turns of its own. A writer that has not had its turn within the lock timeout goes on without it,
-    to SQLite's own lock and busy handler as before: the turn only ever shortens a wait, it
-    cannot add a deadlock."""
+    file) does not take a second one; the views' file has turns of its own. A writer that has
+    not had its turn within the lock timeout goes on without it, to SQLite's own lock and busy
+    handler as before: the turn only ever shortens a wait, it cannot add a deadlock."""
 
     def __init__(self, sqlite_conn: sqlite3.Connection, max_age: float | None, turn_path: str,
                  timeout: float) -> None:
