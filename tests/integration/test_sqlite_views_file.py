@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -115,3 +118,35 @@ def test_a_database_without_a_views_file_gets_its_views_rebuilt_from_the_log(tmp
         listed = client.get("/agents/tasks", params={"priority": "low"}).json()["data"]["tasks"]
         assert sorted(task["taskId"] for task in listed) == sorted(made)
         assert client.get("/agents/tasks/stats").json()["data"]["total"] == 3
+
+
+def tasks_command(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `tasks` command, in its own process, on this SQLite database."""
+    env = {**os.environ, "TASKS_DATABASE": f"sqlite:///{database}"}
+    return subprocess.run([str(Path(sys.executable).with_name("tasks")), *args], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+
+
+def test_the_projection_commands_work_on_the_views_file_and_the_worker_refuses_views_ahead(tmp_path: Path) -> None:
+    database = tmp_path / "tasks.db"
+    settings = Settings(database=f"sqlite:///{database}", bootstrap_key=KEY)
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        for _ in range(3):
+            create(client, agentId="amy")  # two events each
+        copy_database(database, tmp_path / "backup.db")
+        create(client)
+
+    rebuilt = tasks_command(database, "projections", "rebuild", "task_list")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "task_list rebuilt and swapped in at position 7" in rebuilt.stdout
+    status = tasks_command(database, "projections", "status")
+    assert status.returncode == 0, status.stderr
+    for name in ("task_list", "task_metrics", "event_index"):
+        assert any(line.split()[:2] == [name, "position"] and line.split()[-1] == "0"
+                   for line in status.stdout.splitlines()), status.stdout  # lag 0
+
+    copy_database(tmp_path / "backup.db", database)  # the log now ends at 6; the views are at 7
+    worker = tasks_command(database, "project")
+    assert worker.returncode == 1
+    assert "the views are ahead of the event log" in worker.stderr and f"{database}.views" in worker.stderr
+    assert "Traceback" not in worker.stderr
