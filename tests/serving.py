@@ -15,6 +15,12 @@ import httpx2 as httpx
 TASKS = str(Path(sys.executable).with_name("tasks"))
 
 
+def run_tasks(*args: str, database: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed `tasks` command in its own process, to its end (on ``database`` if given)."""
+    env = {**os.environ, **({"TASKS_DATABASE": database} if database else {})}
+    return subprocess.run([TASKS, *args], capture_output=True, text=True, timeout=300, check=False, env=env)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

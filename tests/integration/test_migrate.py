@@ -8,8 +8,6 @@ read over HTTP next to the source.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from domain.application import TaskApplication
 from domain.ids import public_id
 from domain.task import TaskEvent
 from tests.pg_cluster import PgCluster
+from tests.serving import run_tasks
 from tests.workload import TENANTS, fill
 
 TASKS = 500  # about 3,800 events
@@ -46,12 +45,6 @@ class Migrated:
     events: int
     output: str
     view_position_before_any_server: int
-
-
-def tasks_command(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed `tasks` command in its own process."""
-    script = Path(sys.executable).with_name("tasks")
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, check=False)
 
 
 def build_source(url: str) -> int:
@@ -78,7 +71,7 @@ def migrated(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
     source = f"sqlite:///{tmp_path_factory.mktemp('migrate')}/tasks.db"
     events = build_source(source)
     target = pg_cluster.new_database()
-    run = tasks_command("migrate", "--from", source, "--to", target)
+    run = run_tasks("migrate", "--from", source, "--to", target)
     assert run.returncode == 0, run.stderr
     store = open_store(Settings(database=target), pool_size=1)
     try:
@@ -205,7 +198,7 @@ def test_a_missing_source_is_a_clear_error(pg_cluster: PgCluster, tmp_path: Path
 
 def test_verification_names_the_first_event_that_differs(migrated: Migrated, pg_cluster: PgCluster) -> None:
     target = pg_cluster.new_database()
-    assert tasks_command("migrate", "--from", migrated.source, "--to", target).returncode == 0
+    assert run_tasks("migrate", "--from", migrated.source, "--to", target).returncode == 0
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("UPDATE tasks_events SET state = state || ' '::bytea WHERE notification_id IN (1000, 2000)")
     with Migration(Settings(database=migrated.source), Settings(database=target)) as migration, \

@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +15,7 @@ from adapters.read_models import ViewsAheadOfLogError
 from adapters.sql import views_path
 from app import create_app
 from tests.conftest import KEY, create
+from tests.serving import run_tasks
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
@@ -32,6 +29,12 @@ def copy_database(source: Path, target: Path) -> None:
     """A consistent copy of a live SQLite file (its WAL included), as a backup tool makes one."""
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
+
+
+def delete_views_file(database: Path) -> None:
+    """What the refusal tells a user to do: delete the views' file, with its -wal and -shm."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}.views{suffix}").unlink(missing_ok=True)
 
 
 def test_the_views_are_kept_in_a_file_of_their_own_beside_the_database(tmp_path: Path) -> None:
@@ -95,8 +98,7 @@ def test_a_database_restored_beside_newer_views_is_refused_until_they_are_rebuil
         with TestClient(create_app(settings), headers=AUTH):
             pass
 
-    for suffix in ("", "-wal", "-shm"):  # what the error says to do
-        Path(f"{database}.views{suffix}").unlink(missing_ok=True)
+    delete_views_file(database)
     with TestClient(create_app(settings), headers=AUTH) as client:
         listed = client.get("/agents/tasks").json()["data"]["tasks"]
         assert [task["taskId"] for task in listed] == [first["taskId"]]
@@ -111,20 +113,11 @@ def test_a_database_without_a_views_file_gets_its_views_rebuilt_from_the_log(tmp
     settings = Settings(database=f"sqlite:///{database}", bootstrap_key=KEY)
     with TestClient(create_app(settings), headers=AUTH) as client:
         made = [create(client, priority="low")["taskId"] for _ in range(3)]
-    shutil.move(f"{database}.views", tmp_path / "gone")
-    for suffix in ("-wal", "-shm"):
-        Path(f"{database}.views{suffix}").unlink(missing_ok=True)
+    delete_views_file(database)
     with TestClient(create_app(settings), headers=AUTH) as client:
         listed = client.get("/agents/tasks", params={"priority": "low"}).json()["data"]["tasks"]
         assert sorted(task["taskId"] for task in listed) == sorted(made)
         assert client.get("/agents/tasks/stats").json()["data"]["total"] == 3
-
-
-def tasks_command(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The installed `tasks` command, in its own process, on this SQLite database."""
-    env = {**os.environ, "TASKS_DATABASE": f"sqlite:///{database}"}
-    return subprocess.run([str(Path(sys.executable).with_name("tasks")), *args], capture_output=True, text=True,
-                          timeout=120, check=False, env=env)
 
 
 def test_the_projection_commands_work_on_the_views_file_and_the_worker_refuses_views_ahead(tmp_path: Path) -> None:
@@ -136,17 +129,18 @@ def test_the_projection_commands_work_on_the_views_file_and_the_worker_refuses_v
         copy_database(database, tmp_path / "backup.db")
         create(client)
 
-    rebuilt = tasks_command(database, "projections", "rebuild", "task_list")
+    url = f"sqlite:///{database}"
+    rebuilt = run_tasks("projections", "rebuild", "task_list", database=url)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "task_list rebuilt and swapped in at position 7" in rebuilt.stdout
-    status = tasks_command(database, "projections", "status")
+    status = run_tasks("projections", "status", database=url)
     assert status.returncode == 0, status.stderr
     for name in ("task_list", "task_metrics", "event_index"):
         assert any(line.split()[:2] == [name, "position"] and line.split()[-1] == "0"
                    for line in status.stdout.splitlines()), status.stdout  # lag 0
 
     copy_database(tmp_path / "backup.db", database)  # the log now ends at 6; the views are at 7
-    worker = tasks_command(database, "project")
+    worker = run_tasks("project", database=url)
     assert worker.returncode == 1
     assert "the views are ahead of the event log" in worker.stderr and f"{database}.views" in worker.stderr
     assert "Traceback" not in worker.stderr
