@@ -164,7 +164,8 @@ def envelope(request: Request, data: Any, status: int = 200, position: int | Non
         metadata=s.Metadata(request_id=request_id(request), timestamp=datetime.now(timezone.utc),
                             position=position),
     )
-    return Response(_encoder.encode(body), status, headers=headers, media_type="application/json")
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] if headers else []
+    return task_read.JsonBytes(_encoder.encode(body), raw, status)
 
 
 def etag(task: Task) -> dict[str, str]:

@@ -82,10 +82,29 @@ async def current_task(request: Request, not_modified: Any) -> Response:
     only = who.only_agent
     if entry.tenant != who.tenant or (only is not None and entry.agent_id != only):
         raise TaskNotFoundError(task_id)  # another tenant's task, or another agent's, is as missing
-    headers = {"ETag": f'"{entry.version}"'}
-    if not_modified(request.headers.get("if-none-match"), entry.version):
-        return Response(status_code=304, headers=headers)
+    etag = f'"{entry.version}"'.encode()
+    if not_modified(header(request.scope, b"if-none-match"), entry.version):
+        return Response(status_code=304, headers={"ETag": etag.decode()})
     now = datetime.now(timezone.utc)
     metadata = _encoder.encode(s.Metadata(request_id=request.scope["state"]["request_id"], timestamp=now))
-    return Response(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), headers=headers,
-                    media_type="application/json")
+    return JsonBytes(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), [(b"etag", etag)])
+
+
+def header(scope: Any, name: bytes) -> str | None:
+    """A request header's first value, read from the ASGI scope (no Headers object)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class JsonBytes(Response):
+    """A 200 response of JSON already encoded, with its headers already as bytes: what
+    Response.__init__ would send, without its per-call header encoding and checks."""
+
+    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [*headers, (b"content-length", str(len(body)).encode()),
+                            (b"content-type", b"application/json")]
