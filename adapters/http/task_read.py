@@ -99,7 +99,7 @@ def header(scope: Any, name: bytes) -> str | None:
 
 
 class JsonBytes(Response):
-    """A 200 response of JSON already encoded, with its headers already as bytes: what
+    """A response of JSON already encoded, with its headers already as bytes: what
     Response.__init__ would send, without its per-call header encoding and checks."""
 
     def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200) -> None:

@@ -147,3 +147,21 @@ def test_a_run_with_failures_or_unfinished_requests_is_flagged() -> None:
     assert flagged == ["742 non-2xx responses", "65 socket errors (timeout 65)"]
     stalled = harness.WrkResult(requests=1, seconds=10.02, requests_per_second=0.1, p50_ms=9160, p99_ms=9160)
     assert "only 1 requests completed" in harness.problems(stalled, connections=64)[0]
+
+
+@pytest.mark.parametrize("scenario", ["bare-get", "bare-post", "get-cached", "get-uncached", "create"])
+def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_path: Path, scenario: str) -> None:
+    """bench.instructions counts a scenario's instructions only if each of its requests got the
+    answer a client would expect (200 for a GET of a seeded task, 201 for a create): a driver
+    getting 401s or 404s would count the cost of a refusal. Run here without valgrind."""
+    import subprocess
+
+    from bench.http_bench import seed
+    from bench.instructions import KEY
+
+    seeded, ids = tmp_path / "seeded.db", tmp_path / "ids.txt"
+    seed(f"sqlite:///{seeded}", 40, KEY, ids)
+    done = subprocess.run([sys.executable, "-m", "bench.instructions", "--drive", scenario, "--requests", "64",
+                           "--database", f"sqlite:///{seeded}", "--ids", str(ids)],
+                          capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
