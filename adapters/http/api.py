@@ -19,6 +19,7 @@ from adapters.http import idempotency
 from adapters.http import presenters as p
 from adapters.http import schemas as s
 from adapters.http import task_read
+from adapters.http.wire import JsonBytes, header
 from adapters import read_models
 from adapters.http.errors import ApiError, request_id, validation_details
 from adapters.http.exports import csv_response, parse_query, wants_csv
@@ -94,7 +95,7 @@ async def raw_body(request: Request) -> bytes:
     if cached is not None:
         return cached
     limit = state["services"].settings.max_body_bytes
-    declared = request.headers.get("content-length")
+    declared = header(request.scope, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "payload_too_large", f"request body is over {limit} bytes", {"limit": limit})
     chunks, size = [], 0
@@ -119,7 +120,7 @@ async def read_body(request: Request, command_type: type[Any]) -> Any:
     if not body.strip():
         body = b"{}"
     else:
-        media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        media = (header(request.scope, b"content-type") or "application/json").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             raise ApiError(415, "unsupported_media_type", "send the body as application/json",
                            {"contentType": media})
@@ -138,10 +139,10 @@ read_query = parse_query  # every query string is read the same strict way
 
 
 def expected_version(request: Request) -> int | None:
-    header = request.headers.get("if-match")
-    if header is None or header.strip() == "*":
+    value = header(request.scope, b"if-match")
+    if value is None or value.strip() == "*":
         return None
-    match = _IF_MATCH.match(header)
+    match = _IF_MATCH.match(value)
     if match is None:
         raise ApiError(400, "invalid_header", 'If-Match must be a task version such as "3"',
                        {"field": "If-Match", "in": "header"})
@@ -165,7 +166,7 @@ def envelope(request: Request, data: Any, status: int = 200, position: int | Non
                             position=position),
     )
     raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] if headers else []
-    return task_read.JsonBytes(_encoder.encode(body), raw, status)
+    return JsonBytes(_encoder.encode(body), raw, status)
 
 
 def etag(task: Task) -> dict[str, str]:
@@ -212,7 +213,7 @@ async def get_task(request: Request) -> Response:
     at = as_of.task_at_query(request)  # ?version=N or ?asOf=<time>: the task as it stood then
     task = visible(request, await run_in_threadpool(as_of.task_at, services(request).app, task_id,
                                                     principal(request).tenant, at))
-    if _matches(request.headers.get("if-none-match"), task.version):
+    if _matches(header(request.scope, b"if-none-match"), task.version):
         return Response(status_code=304, headers=etag(task))
     return envelope(request, p.task_view(task, base_url(request)), headers=etag(task))
 

@@ -24,9 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.http.errors import CLIENT_CLOSED, EXCEPTION_HANDLERS, ApiError
+from adapters.http.wire import header
 from adapters.sql import SqlStore
 
 HEADER = "idempotency-key"
+_HEADER_NAME = HEADER.encode()  # as ASGI servers send header names: lower case, bytes
 REPLAYED = "Idempotent-Replayed"
 KEPT_HEADERS = ("etag", "location", "content-type")
 STALE_CLAIM = 300.0  # a claim older than this, never answered, was left by a crashed process
@@ -120,7 +122,7 @@ class IdempotencyStore:
 
 def idempotency_key(request: Request) -> str | None:
     """The request's Idempotency-Key, checked; None when it has none."""
-    value = request.headers.get(HEADER)
+    value = header(request.scope, _HEADER_NAME)
     if value is None:
         return None
     if not _GOOD_KEY.match(value):

@@ -16,6 +16,7 @@ from adapters.changes import EVENTS, MAX_TRUST
 from adapters.http import presenters as p
 from adapters.http import schemas as s
 from adapters.http.task_cache import CachedTask
+from adapters.http.wire import JsonBytes, header
 from domain.errors import TaskNotFoundError
 from domain.ids import parse_id
 
@@ -89,22 +90,3 @@ async def current_task(request: Request, not_modified: Any) -> Response:
     metadata = _encoder.encode(s.Metadata(request_id=request.scope["state"]["request_id"], timestamp=now))
     return JsonBytes(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), [(b"etag", etag)])
 
-
-def header(scope: Any, name: bytes) -> str | None:
-    """A request header's first value, read from the ASGI scope (no Headers object)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-class JsonBytes(Response):
-    """A response of JSON already encoded, with its headers already as bytes: what
-    Response.__init__ would send, without its per-call header encoding and checks."""
-
-    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200) -> None:
-        self.status_code = status_code
-        self.background = None
-        self.body = body
-        self.raw_headers = [*headers, (b"content-length", str(len(body)).encode()),
-                            (b"content-type", b"application/json")]
