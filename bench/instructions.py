@@ -69,6 +69,7 @@ def scope(method: str, path: str, body: bytes) -> dict[str, Any]:
 async def drive(scenario: str, database: str, ids: list[str], requests: int) -> None:
     """Warm up, then answer ``requests`` requests; exit 1 on any answer but the expected one."""
     state: dict[str, Any] = {}
+    running: asyncio.Future[Any] | None = None  # the app's lifespan (the loop holds tasks only weakly)
     if scenario.startswith("bare"):
         from bench import bare
         app: Any = bare.create_app()
@@ -84,8 +85,8 @@ async def drive(scenario: str, database: str, ids: list[str], requests: int) -> 
         sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         await sent.put({"type": "lifespan.startup"})
-        lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": state},
-                                             sent.get, answers.put))
+        lifespan = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
+        running = asyncio.ensure_future(app(lifespan, sent.get, answers.put))
         started = await answers.get()
         if started["type"] != "lifespan.startup.complete":
             raise SystemExit(f"the app did not start: {started}")
@@ -126,6 +127,8 @@ async def drive(scenario: str, database: str, ids: list[str], requests: int) -> 
     await run(WARMUP, requests)
     if set(statuses) != {expected}:
         raise SystemExit(f"{scenario}: expected only {expected}, got {statuses}")
+    if running is not None and running.done():
+        raise SystemExit(f"{scenario}: the app's lifespan ended during the run")
     os._exit(0)  # no shutdown: its work is not the requests', and differs between the runs
 
 
@@ -149,8 +152,10 @@ def count(scenario: str, database: Path, ids_file: Path, requests: int, folder: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, from: " + ", ".join(SCENARIOS))
-    parser.add_argument("--requests", type=int, default=1000, help="requests of the shorter run (the longer has twice)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated, from: " + ", ".join(SCENARIOS))
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="requests of the shorter run (the longer has twice)")
     parser.add_argument("--tasks", type=int, default=5000, help="tasks seeded for the GETs")
     parser.add_argument("--drive", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)

@@ -165,7 +165,7 @@ def envelope(request: Request, data: Any, status: int = 200, position: int | Non
         metadata=s.Metadata(request_id=request_id(request), timestamp=datetime.now(timezone.utc),
                             position=position),
     )
-    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] if headers else []
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
     return JsonBytes(_encoder.encode(body), raw, status)
 
 

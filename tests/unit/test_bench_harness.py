@@ -150,7 +150,8 @@ def test_a_run_with_failures_or_unfinished_requests_is_flagged() -> None:
 
 
 @pytest.mark.parametrize("scenario", ["bare-get", "bare-post", "get-cached", "get-uncached", "create"])
-def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_path: Path, scenario: str) -> None:
+def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_path: Path,
+                                                                         scenario: str) -> None:
     """bench.instructions counts a scenario's instructions only if each of its requests got the
     answer a client would expect (200 for a GET of a seeded task, 201 for a create): a driver
     getting 401s or 404s would count the cost of a refusal. Run here without valgrind."""
@@ -161,7 +162,7 @@ def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_p
 
     seeded, ids = tmp_path / "seeded.db", tmp_path / "ids.txt"
     seed(f"sqlite:///{seeded}", 40, KEY, ids)
-    done = subprocess.run([sys.executable, "-m", "bench.instructions", "--drive", scenario, "--requests", "64",
-                           "--database", f"sqlite:///{seeded}", "--ids", str(ids)],
+    done = subprocess.run([sys.executable, "-m", "bench.instructions", "--drive", scenario,
+                           "--requests", "64", "--database", f"sqlite:///{seeded}", "--ids", str(ids)],
                           capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
     assert done.returncode == 0, done.stdout + done.stderr
