@@ -39,9 +39,15 @@ def test_public_ids_round_trip_and_older_random_ids_still_parse() -> None:
     assert parse_id(public_id(made)) == made
     legacy = UUID("9f1c2a4e-8b7d-4c3e-a1f0-123456789abc")  # a version 4 id from before
     assert parse_id(public_id(legacy)) == legacy
+    assert parse_id(public_id(legacy).upper().replace("TASK_", "task_")) == legacy  # hex in either case
+    for made in (new_id(), parse_id(public_id(legacy))):  # as UUID(int=…) makes them
+        assert made == UUID(int=made.int) and hash(made) == hash(UUID(int=made.int)) and made.version in (4, 7)
+        assert made.is_safe is UUID(int=made.int).is_safe and str(made) == str(UUID(int=made.int))
 
 
-@pytest.mark.parametrize("text", ["task_", "task_xyz", "tsk_" + "0" * 32, "task_" + "g" * 32, "task_" + "0" * 33])
+@pytest.mark.parametrize("text", ["task_", "task_xyz", "tsk_" + "0" * 32, "task_" + "g" * 32, "task_" + "0" * 33,
+                                  # 32 characters that int(…, 16) would read, but not 32 hex digits
+                                  "task_" + "0" * 30 + "_1", "task_+" + "0" * 31, "task_ " + "0" * 31])
 def test_an_id_of_the_wrong_shape_is_not_found(text: str) -> None:
     with pytest.raises(TaskNotFoundError):
         parse_id(text)
