@@ -83,10 +83,10 @@ async def current_task(request: Request, not_modified: Any) -> Response:
     only = who.only_agent
     if entry.tenant != who.tenant or (only is not None and entry.agent_id != only):
         raise TaskNotFoundError(task_id)  # another tenant's task, or another agent's, is as missing
-    etag = f'"{entry.version}"'.encode()
+    etag = f'"{entry.version}"'
     if not_modified(header(request.scope, b"if-none-match"), entry.version):
-        return Response(status_code=304, headers={"ETag": etag.decode()})
+        return Response(status_code=304, headers={"ETag": etag})
     now = datetime.now(timezone.utc)
     metadata = _encoder.encode(s.Metadata(request_id=request.scope["state"]["request_id"], timestamp=now))
-    return JsonBytes(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), [(b"etag", etag)])
+    return JsonBytes(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), [(b"etag", etag.encode())])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -155,13 +156,8 @@ def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_p
     """bench.instructions counts a scenario's instructions only if each of its requests got the
     answer a client would expect (200 for a GET of a seeded task, 201 for a create): a driver
     getting 401s or 404s would count the cost of a refusal. Run here without valgrind."""
-    import subprocess
-
-    from bench.http_bench import seed
-    from bench.instructions import KEY
-
     seeded, ids = tmp_path / "seeded.db", tmp_path / "ids.txt"
-    seed(f"sqlite:///{seeded}", 40, KEY, ids)
+    load("http_bench").seed(f"sqlite:///{seeded}", 40, load("instructions").KEY, ids)
     done = subprocess.run([sys.executable, "-m", "bench.instructions", "--drive", scenario,
                            "--requests", "64", "--database", f"sqlite:///{seeded}", "--ids", str(ids)],
                           capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
