@@ -67,7 +67,7 @@ def created_row(event: ev.TaskCreated, position: int) -> TaskRow:
         task_id=public_id(event.originator_id),
         tenant=event.tenant,
         task=event.task,
-        status=Status.PENDING.value,
+        status=(Status.ASSIGNED if event.assigned else Status.PENDING).value,
         agent_id=event.agent_id,
         team_id=event.team_id,
         priority=event.priority,

@@ -31,9 +31,9 @@ def test_a_tasks_events_are_its_whole_history_oldest_first(client: TestClient) -
     data = response.json()["data"]
     events = data["events"]
     assert [(e["version"], e["type"]) for e in events] == [
-        (1, "TaskCreated"), (2, "TaskAssigned"), (3, "TaskStarted"), (4, "ProgressReported"), (5, "SubmittedForReview")]
+        (1, "TaskCreated"), (2, "TaskStarted"), (3, "ProgressReported"), (4, "SubmittedForReview")]
     assert data["hasMore"] is False
-    progress = events[3]
+    progress = events[2]
     assert progress["requestId"] == "audit-req-1"
     assert progress["actor"].startswith("key_")
     assert progress["data"] == {"progress": 40, "phase": None, "note": None}
@@ -44,12 +44,12 @@ def test_a_tasks_events_are_its_whole_history_oldest_first(client: TestClient) -
 def test_task_events_filter_by_type_and_page_by_version(client: TestClient) -> None:
     task_id = lifecycle(client)
     only = client.get(f"/agents/tasks/{task_id}/events", params={"type": "TaskStarted,SubmittedForReview"})
-    assert [e["version"] for e in only.json()["data"]["events"]] == [3, 5]
+    assert [e["version"] for e in only.json()["data"]["events"]] == [2, 4]
     first = client.get(f"/agents/tasks/{task_id}/events", params={"limit": 2}).json()["data"]
     assert [e["version"] for e in first["events"]] == [1, 2]
     assert first["hasMore"] is True and first["nextSince"] == 2
     rest = client.get(f"/agents/tasks/{task_id}/events", params={"since": 2}).json()["data"]
-    assert [e["version"] for e in rest["events"]] == [3, 4, 5]
+    assert [e["version"] for e in rest["events"]] == [3, 4]
 
 
 def test_task_events_refuse_bad_filters_and_hide_other_tenants(client: TestClient) -> None:
@@ -65,19 +65,20 @@ def test_task_events_refuse_bad_filters_and_hide_other_tenants(client: TestClien
 
 def test_a_task_as_it_stood_at_a_version_or_a_time(client: TestClient) -> None:
     task_id = lifecycle(client)
-    at_3 = client.get(f"/agents/tasks/{task_id}", params={"version": 3})
-    assert at_3.status_code == 200 and at_3.headers["etag"] == '"3"'
-    assert (at_3.json()["data"]["status"], at_3.json()["data"]["progress"]) == ("in_progress", 0)
-    moment = client.get(f"/agents/tasks/{task_id}/events").json()["data"]["events"][3]["timestamp"]
+    at_2 = client.get(f"/agents/tasks/{task_id}", params={"version": 2})
+    assert at_2.status_code == 200 and at_2.headers["etag"] == '"2"'
+    assert (at_2.json()["data"]["status"], at_2.json()["data"]["progress"]) == ("in_progress", 0)
+    moment = client.get(f"/agents/tasks/{task_id}/events").json()["data"]["events"][2]["timestamp"]
     assert client.get(f"/agents/tasks/{task_id}", params={"asOf": moment}).json()["data"]["progress"] == 40
-    assert client.get(f"/agents/tasks/{task_id}", params={"asOf": "2100-01-01T00:00:00Z"}).json()["data"]["version"] == 5
+    latest = client.get(f"/agents/tasks/{task_id}", params={"asOf": "2100-01-01T00:00:00Z"})
+    assert latest.json()["data"]["version"] == 4
 
 
 def test_past_states_that_do_not_exist_are_404_and_bad_values_422(client: TestClient) -> None:
     task_id = lifecycle(client)
-    beyond = client.get(f"/agents/tasks/{task_id}", params={"version": 6})
+    beyond = client.get(f"/agents/tasks/{task_id}", params={"version": 5})
     assert beyond.status_code == 404
-    assert beyond.json()["error"]["details"] == {"taskId": task_id, "version": 6, "currentVersion": 5}
+    assert beyond.json()["error"]["details"] == {"taskId": task_id, "version": 5, "currentVersion": 4}
     assert client.get(f"/agents/tasks/{task_id}", params={"asOf": "2000-01-01T00:00:00Z"}).status_code == 404
     for params, field in (({"version": "0"}, "$.version"), ({"version": "two"}, "$.version"),
                           ({"asOf": "yesterday"}, "$.asOf"), ({"asof": "2000-01-01"}, "$.asof")):
@@ -98,7 +99,7 @@ def test_the_feed_is_the_tenants_log_in_order_paged_by_position(client: TestClie
         after = page["nextAfter"]
         if not page["hasMore"]:
             break
-    assert len(seen) == 10
+    assert len(seen) == 8
     assert {e["taskId"] for e in seen} == set(mine)
     assert [e["position"] for e in seen] == sorted(e["position"] for e in seen)
     acme = client.get("/events", headers=theirs).json()["data"]["events"]
@@ -128,7 +129,7 @@ def test_an_ndjson_export_verifies_offline_and_a_doctored_one_does_not(client: T
     export = client.get("/events", headers={"Accept": "application/x-ndjson"})
     assert export.headers["content-type"].startswith("application/x-ndjson")
     lines = export.text.splitlines()
-    assert len(lines) == 5 and export.headers["x-log-position"] == "5"
+    assert len(lines) == 4 and export.headers["x-log-position"] == "4"
     checkpoint = tmp_path / "checkpoint.json"
     checkpoint.write_text(client.get("/audit/checkpoint", params={"heads": "true"}).text)
     good = tmp_path / "export.ndjson"
@@ -138,17 +139,17 @@ def test_an_ndjson_export_verifies_offline_and_a_doctored_one_does_not(client: T
                            env={"TASKS_AUDIT_KEY": ""})
     assert result.exit_code == 0, result.output
     doctored = tmp_path / "doctored.ndjson"
-    doctored.write_text("\n".join([*lines[:3], lines[3].replace('"progress":40', '"progress":80'), lines[4]]))
+    doctored.write_text("\n".join([*lines[:2], lines[2].replace('"progress":40', '"progress":80'), lines[3]]))
     result = runner.invoke(main, ["audit", "verify", "--export", str(doctored)])
     assert result.exit_code == 1
-    assert f"MODIFIED: {task_id} v4 (ProgressReported) was modified: its hash does not match its fields" \
+    assert f"MODIFIED: {task_id} v3 (ProgressReported) was modified: its hash does not match its fields" \
         in result.output
     short = tmp_path / "short.ndjson"
-    short.write_text("\n".join(lines[:4]))
+    short.write_text("\n".join(lines[:3]))
     result = runner.invoke(main, ["audit", "verify", "--export", str(short), "--checkpoint", str(checkpoint)],
                            env={"TASKS_AUDIT_KEY": ""})
     assert result.exit_code == 1
-    assert "TRUNCATED: the log ends at position 4, before the checkpoint's position 5" in result.output
+    assert "TRUNCATED: the log ends at position 3, before the checkpoint's position 4" in result.output
 
 
 def test_a_checkpoint_covers_the_tenants_log_and_is_signed_with_the_audit_key(
@@ -158,7 +159,8 @@ def test_a_checkpoint_covers_the_tenants_log_and_is_signed_with_the_audit_key(
     with TestClient(create_app(keyed), headers={"Authorization": f"Bearer {KEY}"}) as client:
         lifecycle(client)
         data = client.get("/audit/checkpoint").json()["data"]
-        assert (data["position"], data["eventCount"], data["tenant"], data["heads"]) == (5, 5, "default", None)
+        assert (data["position"], data["eventCount"], data["tenant"], data["heads"]) == \
+            (4, 4, "default", None)
         assert len(data["rootDigest"]) == 64 and data["signature"]["algorithm"] == "hmac-sha256"
         beyond = client.get("/audit/checkpoint", params={"position": 99})
         assert beyond.status_code == 422 and beyond.json()["error"]["details"]["field"] == "$.position"

@@ -95,13 +95,13 @@ def test_patch_merges_context_appends_notes_and_clears_deadline(client: TestClie
 def test_etag_is_the_version_and_if_match_makes_a_command_conditional(client: TestClient) -> None:
     created = client.post("/agents/tasks", json={"task": "x", "agentId": "amy"})
     task_id = created.json()["data"]["taskId"]
-    assert created.headers["etag"] == '"2"'
+    assert created.headers["etag"] == '"1"'
 
-    started = client.post(f"/agents/tasks/{task_id}/start", json={}, headers={"If-Match": '"2"'})
+    started = client.post(f"/agents/tasks/{task_id}/start", json={}, headers={"If-Match": '"1"'})
 
     assert started.status_code == 200
-    assert started.headers["etag"] == '"3"'
-    assert client.get(f"/agents/tasks/{task_id}").headers["etag"] == '"3"'
+    assert started.headers["etag"] == '"2"'
+    assert client.get(f"/agents/tasks/{task_id}").headers["etag"] == '"2"'
 
 
 def test_if_none_match_on_an_unchanged_task_is_304(client: TestClient) -> None:

@@ -25,6 +25,6 @@ def test_metrics_count_requests_commands_and_projection_positions(client: TestCl
     assert 'tasks_commands_total{command="start",outcome="ok"} 1.0' in text
     assert 'tasks_commands_total{command="start",outcome="InvalidTransitionError"} 1.0' in text
     assert 'tasks_commands_total{command="create",outcome="ok"} 1.0' in text
-    assert "tasks_events_appended 3.0" in text
+    assert "tasks_events_appended 2.0" in text
     assert 'tasks_projection_lag{projection="task_list"} 0.0' in text
     assert "tasks_http_request_duration_seconds_bucket" in text

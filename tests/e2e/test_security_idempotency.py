@@ -40,8 +40,8 @@ def test_a_repeated_command_appends_nothing(client: TestClient) -> None:
     for _ in range(3):
         response = client.post(f"/agents/tasks/{task['taskId']}/start", headers={"Idempotency-Key": "start-1"})
         assert response.status_code == 200
-        assert response.json()["data"]["version"] == 3
-    assert client.get(f"/agents/tasks/{task['taskId']}").json()["data"]["version"] == 3
+        assert response.json()["data"]["version"] == 2
+    assert client.get(f"/agents/tasks/{task['taskId']}").json()["data"]["version"] == 2
 
 
 def test_the_same_key_with_another_body_is_422(client: TestClient) -> None:
@@ -136,4 +136,4 @@ def test_fifty_identical_creates_at_once_make_one_task_and_fifty_identical_answe
     listed = client.get("/agents/tasks").json()["data"]
     assert listed["total"] == 1
     assert listed["tasks"][0]["taskId"] == json.loads(answers[0][1])["data"]["taskId"]
-    assert listed["tasks"][0]["version"] == 2
+    assert listed["tasks"][0]["version"] == 1

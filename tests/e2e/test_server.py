@@ -77,7 +77,7 @@ def test_first_start_prints_a_key_once_and_a_restart_keeps_every_task(tmp_path: 
     with serve(database, tmp_path) as (url, _):
         task = httpx.get(f"{url}/agents/tasks/{task_id}", headers=auth).json()["data"]
         listed = httpx.get(f"{url}/agents/tasks", headers=auth).json()["data"]
-        assert (task["status"], task["version"]) == ("in_progress", 3)
+        assert (task["status"], task["version"]) == ("in_progress", 2)
         assert [(t["taskId"], t["status"]) for t in listed["tasks"]] == [(task_id, "in_progress")]
         assert httpx.get(f"{url}/agents/tasks", headers={"Authorization": "Bearer wrong"}).status_code == 401
 

@@ -30,13 +30,18 @@ def store(settings: Settings) -> Any:
 
 
 def history(client: TestClient) -> tuple[str, str]:
-    """Two tasks: A with six events, then B with three (B's are the newest in the log)."""
-    a = create(client, agentId="amy")["taskId"]  # v1 created, v2 assigned
-    act(client, a, "start")  # v3
-    act(client, a, "progress", {"progress": 30, "phase": "draft"})  # v4
-    act(client, a, "progress", {"progress": 60})  # v5
-    act(client, a, "review", {"note": "ready"})  # v6
-    b = create(client, task="second", agentId="bob")["taskId"]  # v1, v2
+    """Two tasks: A with five events, then B with three (B's are the newest in the log).
+
+    A is created with its agent (one TaskCreated, already assigned); B is created without one and
+    then assigned, so the log holds a TaskAssigned event too.
+    """
+    a = create(client, agentId="amy")["taskId"]  # v1 created assigned
+    act(client, a, "start")  # v2
+    act(client, a, "progress", {"progress": 30, "phase": "draft"})  # v3
+    act(client, a, "progress", {"progress": 60})  # v4
+    act(client, a, "review", {"note": "ready"})  # v5
+    b = create(client, task="second")["taskId"]  # v1 created
+    act(client, b, "assign", {"agentId": "bob"})  # v2 assigned
     act(client, b, "start")  # v3
     return a, b
 
@@ -112,7 +117,7 @@ def test_an_untouched_log_verifies(client: TestClient, settings: Settings, tmp_p
     checkpoint = save_checkpoint(settings, tmp_path)
     result = verify(settings, checkpoint)
     assert result.exit_code == 0, result.output
-    assert "checked 9 events of 2 tasks" in result.output
+    assert "checked 8 events of 2 tasks" in result.output
     assert "OK: every chain holds and the log matches the checkpoint" in result.output
 
 
@@ -120,10 +125,11 @@ def test_a_changed_field_is_named_by_task_and_version(client: TestClient, settin
                                                        tmp_path: Path) -> None:
     a, _ = history(client)
     checkpoint = save_checkpoint(settings, tmp_path)
-    edit_state(store, a, 4, b'"progress":30', b'"progress":90')
+    edit_state(store, a, 3, b'"progress":30', b'"progress":90')
     result = verify(settings, checkpoint)
     assert result.exit_code == 1
-    assert findings(result) == [f"MODIFIED: {a} v4 (ProgressReported) was modified: its hash does not match its fields"]
+    assert findings(result) == [
+        f"MODIFIED: {a} v3 (ProgressReported) was modified: its hash does not match its fields"]
 
 
 def test_a_deleted_middle_event_is_named_missing(client: TestClient, settings: Settings, store: SqlStore,
@@ -146,7 +152,8 @@ def test_deleted_newest_events_are_named_as_truncation_since_the_checkpoint(
     result = verify(settings, checkpoint)
     assert result.exit_code == 1
     assert findings(result) == [
-        "TRUNCATED: the log ends at position 7, before the checkpoint's position 9: its newest events were deleted",
+        "TRUNCATED: the log ends at position 6, before the checkpoint's position 8: "
+        "its newest events were deleted",
         f"TRUNCATED: {b} v2..v3 existed at the checkpoint and are gone: the task's newest events were deleted",
     ]
 
@@ -155,12 +162,12 @@ def test_two_swapped_events_are_named_reordered(client: TestClient, settings: Se
                                                tmp_path: Path) -> None:
     a, _ = history(client)
     checkpoint = save_checkpoint(settings, tmp_path)
-    swap_versions(store, a, 4, 5)
+    swap_versions(store, a, 3, 4)
     result = verify(settings, checkpoint)
     assert result.exit_code == 1
     assert findings(result) == [
-        f"REORDERED: {a} v5 (ProgressReported) is stored as v4: the events were reordered or renumbered",
-        f"REORDERED: {a} v4 (ProgressReported) is stored as v5: the events were reordered or renumbered",
+        f"REORDERED: {a} v4 (ProgressReported) is stored as v3: the events were reordered or renumbered",
+        f"REORDERED: {a} v3 (ProgressReported) is stored as v4: the events were reordered or renumbered",
     ]
 
 
@@ -200,27 +207,28 @@ def test_an_event_added_within_the_checkpoint_is_named(client: TestClient, setti
     key = _key(store, a)
     sql = store.dialect.sql
     with store.transaction(commit=True) as cursor:
-        for version in (6, 5, 4):  # make room for a forged v4
+        for version in (5, 4, 3):  # make room for a forged v3
             cursor.execute(sql(f"UPDATE {table} SET originator_version = ? WHERE originator_id = ? "
                                "AND originator_version = ?"), (version + 1, key, version))
-        cursor.execute(sql(f"SELECT topic, state FROM {table} WHERE originator_id = ? AND originator_version = 5"),
-                       (key,))
+        cursor.execute(sql(f"SELECT topic, state FROM {table} WHERE originator_id = ? "
+                           "AND originator_version = 4"), (key,))
         row = cursor.fetchone()
         state = bytes(row["state"]).replace(b'"progress":30', b'"progress":99')
         cursor.execute(sql(f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
-                           "VALUES (?, ?, ?, ?)"), (key, 4, row["topic"], state))
+                           "VALUES (?, ?, ?, ?)"), (key, 3, row["topic"], state))
     result = verify(settings, checkpoint)
     assert result.exit_code == 1
     lines = findings(result)
-    assert lines[0] == (f"INSERTED: {a} v4 (ProgressReported) is not part of the chain: "
-                        "it was inserted between v3 and v4")
-    assert f"REORDERED: {a} v4 (ProgressReported) is stored as v5: the events were reordered or renumbered" in lines
+    assert lines[0] == (f"INSERTED: {a} v3 (ProgressReported) is not part of the chain: "
+                        "it was inserted between v2 and v3")
+    assert (f"REORDERED: {a} v3 (ProgressReported) is stored as v4: "
+            "the events were reordered or renumbered") in lines
 
 
 def test_no_checkpoint_is_taken_of_a_log_that_does_not_verify(client: TestClient, settings: Settings,
                                                               store: SqlStore, tmp_path: Path) -> None:
     a, _ = history(client)
-    edit_state(store, a, 4, b'"progress":30', b'"progress":90')
+    edit_state(store, a, 3, b'"progress":30', b'"progress":90')
     result = cli(settings, "audit", "checkpoint", "--out", str(tmp_path / "checkpoint.json"))
     assert result.exit_code == 1
     assert "the log does not verify, so no checkpoint was taken" in result.output
@@ -234,7 +242,7 @@ def test_no_checkpoint_is_taken_of_a_log_that_does_not_verify(client: TestClient
 def test_an_event_edited_beyond_reading_is_named_modified(client: TestClient, settings: Settings,
                                                           store: SqlStore) -> None:
     a, _ = history(client)
-    edit_state(store, a, 5, b'"progress":60', b'"progress":')
+    edit_state(store, a, 4, b'"progress":60', b'"progress":')
     result = verify(settings)
     assert result.exit_code == 1
-    assert findings(result) == [f"MODIFIED: {a} v5 cannot be read: its stored data was changed"]
+    assert findings(result) == [f"MODIFIED: {a} v4 cannot be read: its stored data was changed"]

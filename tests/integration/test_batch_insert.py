@@ -13,12 +13,19 @@ from domain.task import Actor, Task
 BY = Actor("key_test", "req_test")
 
 
+def saved_task(n: int) -> Task:
+    """Every other task is created and then assigned: two events of one task in the batch."""
+    task = Task.create(c.CreateTask(task=f"t{n}"), BY)
+    if n % 2:
+        task.assign(c.AssignTask(agent_id="amy"), BY)
+    return task
+
+
 @pytest.mark.parametrize("tasks", [1, 2, 3, 50, 130])
 def test_each_saved_event_is_told_the_position_it_is_stored_at(app: TaskApplication, tasks: int) -> None:
     first = [Task.create(c.CreateTask(task="warm-up"), BY)]  # the log does not start empty
     app.save(*first)
-    batch = [Task.create(c.CreateTask(task=f"t{n}", agent_id="amy" if n % 2 else None), BY)
-             for n in range(tasks)]
+    batch = [saved_task(n) for n in range(tasks)]
     recordings = app.save(*batch)
 
     expected_events = sum(2 if n % 2 else 1 for n in range(tasks))

@@ -32,7 +32,9 @@ def pg_app(pg_cluster: PgCluster) -> Iterator[tuple[TaskApplication, str]]:
 
 
 def new_task_events(app: TaskApplication) -> list[StoredEvent]:
-    task = Task.create(c.CreateTask(task="x", agent_id="amy"), BY)
+    """A batch of two events of one task: created, then assigned."""
+    task = Task.create(c.CreateTask(task="x"), BY)
+    task.assign(c.AssignTask(agent_id="amy"), BY)
     return [app.mapper.to_stored_event(event) for event in task.collect_events()]
 
 

@@ -125,21 +125,21 @@ def test_the_projection_commands_work_on_the_views_file_and_the_worker_refuses_v
     settings = Settings(database=f"sqlite:///{database}", bootstrap_key=KEY)
     with TestClient(create_app(settings), headers=AUTH) as client:
         for _ in range(3):
-            create(client, agentId="amy")  # two events each
+            create(client, agentId="amy")  # one event each, created assigned
         copy_database(database, tmp_path / "backup.db")
         create(client)
 
     url = f"sqlite:///{database}"
     rebuilt = run_tasks("projections", "rebuild", "task_list", database=url)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "task_list rebuilt and swapped in at position 7" in rebuilt.stdout
+    assert "task_list rebuilt and swapped in at position 4" in rebuilt.stdout
     status = run_tasks("projections", "status", database=url)
     assert status.returncode == 0, status.stderr
     for name in ("task_list", "task_metrics", "event_index"):
         assert any(line.split()[:2] == [name, "position"] and line.split()[-1] == "0"
                    for line in status.stdout.splitlines()), status.stdout  # lag 0
 
-    copy_database(tmp_path / "backup.db", database)  # the log now ends at 6; the views are at 7
+    copy_database(tmp_path / "backup.db", database)  # the log now ends at 3; the views are at 4
     worker = run_tasks("project", database=url)
     assert worker.returncode == 1
     assert "the views are ahead of the event log" in worker.stderr and f"{database}.views" in worker.stderr

@@ -162,20 +162,21 @@ def test_creating_a_task_without_an_agent_leaves_it_pending_with_one_event():
     assert task.expected_deliverables == ["report"]
 
 
-def test_creating_a_task_with_an_agent_assigns_it_in_two_events():
+def test_creating_a_task_with_an_agent_creates_it_assigned_in_one_event():
     task = create(agent_id="agent-7", team_id="team-a")
 
     events = list(task.collect_events())
 
-    assert [type(e) for e in events] == [TaskCreated, TaskAssigned]
-    assert [e.originator_version for e in events] == [1, 2]
-    assert events[1].agent_id == "agent-7"
-    assert events[1].team_id == "team-a"
+    created = only_event(events, TaskCreated)
+    assert created.originator_version == 1
+    assert created.assigned is True
+    assert created.agent_id == "agent-7"
+    assert created.team_id == "team-a"
     assert task.status == Status.ASSIGNED
     assert task.agent_id == "agent-7"
     assert task.team_id == "team-a"
-    assert task.version == 2
-    assert task.assigned_at == events[1].timestamp
+    assert task.version == 1
+    assert task.assigned_at == task.created_at == created.timestamp
 
 
 def test_creating_a_task_stores_the_deadline_in_utc():
@@ -220,7 +221,7 @@ def test_starting_an_assigned_task_puts_it_in_progress():
     event = only_event(when(task, lambda t: t.start(c.StartTask(note="go"), ALICE)), TaskStarted)
 
     assert event.note == "go"
-    assert event.originator_version == 3
+    assert event.originator_version == 2
     assert task.status == Status.IN_PROGRESS
     assert task.started_at == event.timestamp
     assert task.phase == "started"
@@ -507,7 +508,7 @@ def test_escalating_to_a_lower_priority_is_a_rule_violation_and_records_nothing(
 
     assert caught.value.field == "priority"
     assert task.priority == "high"
-    assert task.version == 3
+    assert task.version == 2
     assert task.collect_events() == []
 
 
@@ -688,7 +689,6 @@ def test_every_event_records_its_actor_request_and_the_tasks_tenant():
 
     assert [(e.actor, e.request_id, e.tenant) for e in events] == [
         ("alice", "req-alice", "acme"),
-        ("alice", "req-alice", "acme"),
         ("bob", "req-bob", "acme"),
         ("alice", "req-alice", "acme"),
     ]
@@ -776,7 +776,7 @@ def test_replaying_the_stored_events_gives_the_same_state_as_the_aggregate(app):
 
     replayed = app.get_task(task_id, "acme")
 
-    assert replayed.version == in_memory.version == 16
+    assert replayed.version == in_memory.version == 15
     assert vars(replayed) == vars(in_memory)
     assert replayed.status == Status.COMPLETED
     assert replayed.agent_id == "agent-2"
@@ -800,7 +800,7 @@ def test_stored_events_form_a_hash_chain_that_recomputes_after_loading(app):
 
     events = app.history(task_id, "acme")
 
-    assert len(events) == 16
+    assert len(events) == 15
     assert events[0].prev_hash == "0" * 64
     for previous, event in pairwise(events):
         assert event.prev_hash == previous.hash
@@ -837,10 +837,10 @@ def test_execute_with_the_current_expected_version_applies_the_command(app):
     written = app.create_task(c.CreateTask(task="t", agent_id="a"), ALICE)
     task_id = public_id(written.task.id)
 
-    after = app.execute(task_id, ALICE, lambda t: t.start(c.StartTask(), ALICE), expected_version=2)
+    after = app.execute(task_id, ALICE, lambda t: t.start(c.StartTask(), ALICE), expected_version=1)
 
-    assert after.task.version == 3
-    assert len(app.history(task_id, "acme")) == 3
+    assert after.task.version == 2
+    assert len(app.history(task_id, "acme")) == 2
 
 
 def test_execute_with_a_wrong_expected_version_is_a_conflict_and_records_nothing(app):
@@ -853,11 +853,11 @@ def test_execute_with_a_wrong_expected_version_is_a_conflict_and_records_nothing
         task.start(c.StartTask(), ALICE)
 
     with pytest.raises(VersionConflictError) as caught:
-        app.execute(task_id, ALICE, action, expected_version=1)
+        app.execute(task_id, ALICE, action, expected_version=2)
 
-    assert (caught.value.expected, caught.value.current) == (1, 2)
+    assert (caught.value.expected, caught.value.current) == (2, 1)
     assert calls == []
-    assert len(app.history(task_id, "acme")) == 2
+    assert len(app.history(task_id, "acme")) == 1
     assert app.get_task(task_id, "acme").status == Status.ASSIGNED
 
 
@@ -871,12 +871,11 @@ def test_a_race_lost_with_a_pinned_version_is_a_conflict(app):
         task.start(c.StartTask(), ALICE)
 
     with pytest.raises(VersionConflictError) as caught:
-        app.execute(task_id, ALICE, action, expected_version=2)
+        app.execute(task_id, ALICE, action, expected_version=1)
 
-    assert (caught.value.expected, caught.value.current) == (2, 3)
+    assert (caught.value.expected, caught.value.current) == (1, 2)
     assert [type(e).__name__ for e in app.history(task_id, "acme")] == [
         "TaskCreated",
-        "TaskAssigned",
         "TaskEscalated",
     ]
 
@@ -894,16 +893,15 @@ def test_a_race_lost_without_a_pinned_version_is_retried_on_fresh_state(app):
 
     after = app.execute(task_id, ALICE, action)
 
-    assert seen_versions == [2, 3]
-    assert after.task.version == 4
+    assert seen_versions == [1, 2]
+    assert after.task.version == 3
     events = app.history(task_id, "acme")
     assert [type(e).__name__ for e in events] == [
         "TaskCreated",
-        "TaskAssigned",
         "TaskEscalated",
         "TaskStarted",
     ]
-    assert events[3].prev_hash == events[2].hash
+    assert events[2].prev_hash == events[1].hash
 
 
 def test_a_refused_command_through_execute_records_nothing(app):
@@ -927,7 +925,7 @@ def test_a_task_of_another_tenant_is_not_found(app):
     with pytest.raises(TaskNotFoundError):
         app.execute(task_id, MALLORY, lambda t: t.cancel(c.CancelTask(), MALLORY))
 
-    assert len(app.history(task_id, "acme")) == 2
+    assert len(app.history(task_id, "acme")) == 1
     assert app.get_task(task_id, "acme").status == Status.ASSIGNED
 
 

@@ -128,16 +128,19 @@ class TaskLifecycle(RuleBasedStateMachine):
         )
         self.model = {
             "status": "pending" if agent is None else "assigned",
-            "version": 1 if agent is None else 2,
+            "version": 1,
             "attempt": 1,
             "priority": priority,
             "agent_id": agent,
             "progress": 0,
         }
         # Events triggered after the creation event itself.
-        self.triggered = 0 if agent is None else 1
-        expected = [TaskCreated] if agent is None else [TaskCreated, TaskAssigned]
-        assert [type(e) for e in self.task.pending_events] == expected
+        self.triggered = 0
+        # One event whether or not an agent is named: created assigned to it if there is one.
+        assert [type(e) for e in self.task.pending_events] == [TaskCreated]
+        created = self.task.pending_events[0]
+        assert created.assigned is (agent is not None)
+        assert self.task.assigned_at == (None if agent is None else self.task.created_at)
 
     # --- the one way every command is tried -------------------------------
 
