@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.get_miss                   # SQLite in a fresh temporary folder
     .venv/bin/python -m bench.get_miss --profile         # cProfile of the whole miss path, top 30
 
-Seeds --tasks tasks with the seed's create body (with an agent: two events a task), then
+Seeds --tasks tasks with the seed's create body (with an agent: one event a task), then
 does what adapters/http/task_read.py does for an uncached task, stage by stage, in this
 thread: the indexed read of the task's events (``reads.task_events``), the replay
 (``reads.replay``), the view (``presenters.task_view``) and its JSON (msgspec), for every
@@ -90,7 +90,7 @@ def run(services: Any, args: argparse.Namespace) -> None:
         random.shuffle(ids)
         timed("whole miss", lambda: [miss(i) for i in ids])
 
-    stages.print(f"SQLite: CPU per cache miss over {n} tasks of 2 events, best of {args.rounds} (µs)", 22)
+    stages.print(f"SQLite: CPU per cache miss over {n} tasks of one event, best of {args.rounds} (µs)", 22)
 
 
 if __name__ == "__main__":

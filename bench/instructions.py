@@ -24,7 +24,7 @@ Scenarios:
 
 - ``get-cached``: GET of 500 tasks, read once during the warm-up, so each is in the task cache.
 - ``get-uncached``: GET cycling over 5,000 tasks with a 1 MB task cache, so each misses.
-- ``create``: POST of the wrk script's create body (an agent: two events a task).
+- ``create``: POST of the wrk script's create body (an agent: one event a task).
 - ``bare-get``, ``bare-post``: the bare endpoints, for the ratio.
 
 A cached answer is confirmed again after at most 5 s (adapters/changes.py ``MAX_TRUST``);

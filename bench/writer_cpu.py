@@ -6,8 +6,8 @@
 
 Builds the real services, stops their writer and view followers, and then does
 what the writer does for a batch of creates, stage by stage, in this thread:
-``Task.create`` for each command (the seed's create body, with an agent, so two
-events a task), ``TaskApplication.save`` of the batch, and the batch applied to
+``Task.create`` for each command (the seed's create body, with an agent: one event
+a task), ``TaskApplication.save`` of the batch, and the batch applied to
 each view (one at a time, then all views in one transaction, as the writer does).
 Also ``run_batch`` end to end (create + save + views together). Figures are
 thread CPU time (``time.thread_time``) per create, the best of --rounds, so they
