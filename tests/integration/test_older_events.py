@@ -19,10 +19,11 @@ from starlette.testclient import TestClient
 from adapters.cli import main
 from adapters.config import Settings
 from app import create_app
+from domain import commands as c
 from domain.application import TaskApplication
 from domain.hashing import GENESIS_HASH, event_hash
 from domain.ids import new_id, public_id
-from domain.task import Task, TaskAssigned, TaskCreated
+from domain.task import Actor, Task, TaskAssigned, TaskCreated
 from eventsourcing.utils import get_topic
 from tests.conftest import KEY, create
 
@@ -34,7 +35,7 @@ def stored_before(event_class: type, fields: dict[str, Any]) -> Any:
     return event
 
 
-def write_old_create_with_agent(settings: Settings) -> tuple[UUID, datetime]:
+def write_old_create_with_agent(settings: Settings) -> UUID:
     """The two events a create with agent "amy" stored before the change, hash chain and all."""
     task_id, created_at = new_id(), datetime.now(timezone.utc) - timedelta(minutes=5)
     assigned_at = created_at + timedelta(microseconds=150)
@@ -54,11 +55,11 @@ def write_old_create_with_agent(settings: Settings) -> tuple[UUID, datetime]:
         app.recorder.insert_events([app.mapper.to_stored_event(event) for event in events])
     finally:
         app.close()
-    return task_id, created_at
+    return task_id
 
 
 def test_an_older_create_with_an_agent_reads_as_it_did(settings: Settings) -> None:
-    task_id, created_at = write_old_create_with_agent(settings)
+    task_id = write_old_create_with_agent(settings)
     public = public_id(task_id)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as client:
         stored = client.get(f"/agents/tasks/{public}/events").json()["data"]["events"]
@@ -93,9 +94,6 @@ def test_an_older_create_with_an_agent_reads_as_it_did(settings: Settings) -> No
 @pytest.mark.parametrize("agent", [None, "amy"])
 def test_a_create_is_one_event_whose_assigned_field_says_whether_an_agent_took_it(app: TaskApplication,
                                                                                 agent: str | None) -> None:
-    from domain import commands as c
-    from domain.task import Actor
-
     written = app.create_task(c.CreateTask(task="One event", agent_id=agent), Actor("key_x", "req_x"))
     events = list(app.events.get(written.task.id))
     assert [type(e) for e in events] == [TaskCreated]
