@@ -75,6 +75,11 @@ class TaskCreated(TaskEvent, Aggregate.Created):
     # default); a TaskAssigned event after them assigned their agent.
     assigned: bool = False
 
+    @property
+    def status_after(self) -> Status:
+        """The status a task starts in (the views start their rows in it too)."""
+        return Status.ASSIGNED if self.assigned else Status.PENDING
+
     def evolve(self, task: Task) -> None:
         task.tenant = self.tenant
         task.description = self.task
@@ -85,7 +90,7 @@ class TaskCreated(TaskEvent, Aggregate.Created):
         task.deadline = self.deadline
         task.expected_deliverables = list(self.deliverables)
         task.budget = self.budget
-        task.status = Status.ASSIGNED if self.assigned else Status.PENDING
+        task.status = self.status_after
         task.progress = 0
         task.phase = None
         task.created_at = self.timestamp

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from domain import task as ev
 from domain.ids import public_id
-from domain.statuses import Status, priority_rank
+from domain.statuses import priority_rank
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 TERMINAL = frozenset({"completed", "cancelled"})
@@ -67,7 +67,7 @@ def created_row(event: ev.TaskCreated, position: int) -> TaskRow:
         task_id=public_id(event.originator_id),
         tenant=event.tenant,
         task=event.task,
-        status=(Status.ASSIGNED if event.assigned else Status.PENDING).value,
+        status=event.status_after.value,
         agent_id=event.agent_id,
         team_id=event.team_id,
         priority=event.priority,

@@ -78,7 +78,7 @@ def created_row(event: ev.TaskCreated, position: int) -> MetricsRow:
         agent_id=event.agent_id,
         team_id=event.team_id,
         priority=event.priority,
-        status="assigned" if event.assigned else "pending",
+        status=event.status_after.value,
         created_at=at,
         day=event.timestamp.astimezone(timezone.utc).date().isoformat(),
         started_at=None,

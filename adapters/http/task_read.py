@@ -89,4 +89,3 @@ async def current_task(request: Request, not_modified: Any) -> Response:
     now = datetime.now(timezone.utc)
     metadata = _encoder.encode(s.Metadata(request_id=request.scope["state"]["request_id"], timestamp=now))
     return JsonBytes(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), [(b"etag", etag.encode())])
-
