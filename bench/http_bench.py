@@ -46,6 +46,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -369,6 +370,7 @@ class Options:
     warmup: int
     timeout: int
     worker: bool = True
+    rounds: int = 1
 
 
 def run_wrk(url: str, script: str, env: dict[str, str], seconds: int, opts: Options) -> WrkResult:
@@ -399,13 +401,41 @@ def measure(server: Server, path: str, script: str, env: dict[str, str], opts: O
 
 
 @dataclass
+class Pair:
+    """One round of a scenario: the bare endpoint's run, then the service's, back to back, so that
+    the ratio compares two runs of the same minute (this machine drifts by ±20% over minutes)."""
+
+    bare: WrkResult
+    service: WrkResult
+
+    @property
+    def ratio(self) -> float:
+        return self.service.requests_per_second / self.bare.requests_per_second
+
+
+@dataclass
 class Row:
     scenario: str
     backend: str
-    result: WrkResult | None
-    ratio: float | None = None
+    pairs: list[Pair] = field(default_factory=list)  # one per round
     target: str = ""
     note: str = ""
+
+    @property
+    def shown(self) -> Pair | None:
+        """The round with the median ratio (the lower of the two middle ones for an even count):
+        a real run, each of its figures from the same wrk run."""
+        if not self.pairs:
+            return None
+        return sorted(self.pairs, key=lambda pair: pair.ratio)[(len(self.pairs) - 1) // 2]
+
+    @property
+    def ratio(self) -> float | None:
+        return self.shown.ratio if self.shown else None
+
+    @property
+    def median_p99_ms(self) -> float | None:
+        return statistics.median(pair.service.p99_ms for pair in self.pairs) if self.pairs else None
 
 
 def percent(ratio: float | None) -> str:
@@ -439,17 +469,16 @@ def ratio_target(scenario: str, backend: str) -> float | None:
 
 
 def judge(row: Row, tasks: int, connections: int) -> None:
-    """Fill in the target column: the issue's ratio and p99 targets, met or missed."""
-    if row.result is None:
+    """Fill in the target column: the issue's ratio and p99 targets, met or missed, by the median
+    ratio and the median p99 over the rounds."""
+    if not row.pairs or row.ratio is None or row.median_p99_ms is None:
         return
-    parts = ["FAILED REQUESTS (see below)"] if problems(row.result, connections) else []
-    if row.scenario.startswith("bare"):
-        row.target = ", ".join(parts)
-        return
+    failed = any(problems(run, connections) for pair in row.pairs for run in (pair.bare, pair.service))
+    parts = ["FAILED REQUESTS (see below)"] if failed else []
     wanted = ratio_target(row.scenario, row.backend)
-    if wanted is not None and row.ratio is not None:
+    if wanted is not None:
         parts.append(f"≥{wanted:.0%} {'ok' if row.ratio >= wanted else 'MISS'}")
-    parts.append(f"p99≤{P99_TARGET_MS:.0f}ms {'ok' if row.result.p99_ms <= P99_TARGET_MS else 'MISS'}")
+    parts.append(f"p99≤{P99_TARGET_MS:.0f}ms {'ok' if row.median_p99_ms <= P99_TARGET_MS else 'MISS'}")
     if row.scenario == "list" and tasks < 1_000_000:
         parts.append("(target is at 1M)")
     row.target = ", ".join(parts)
@@ -499,24 +528,34 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
     env = {"BENCH_KEY": key, "BENCH_IDS": str(ids_file)}
     rows: list[Row] = []
 
-    def step(scenario: str, server: Server, path: str, script: str) -> WrkResult:
-        print(f"  {scenario:<10} {opts.duration} s …", end=" ", flush=True)
+    def run(server: Server, path: str, script: str) -> WrkResult:
         result = measure(server, path, script, env, opts)
-        print(f"{rate(result.requests_per_second)} req/s (load average {loadavg()})", flush=True)
         if problems(result, opts.connections) and server.tail().strip():
-            print(f"  !!! failed requests; the end of {server.name}'s log:", flush=True)
+            print(f"\n  !!! failed requests; the end of {server.name}'s log:", flush=True)
             print("\n".join("    " + line for line in server.tail(20).splitlines()), flush=True)
         return result
 
-    bare_get = step("bare GET", bare, "/", "get.lua")
-    bare_post = step("bare POST", bare, "/agents/tasks", "create.lua")
-    rows += [Row("bare GET", backend, bare_get), Row("bare POST", backend, bare_post)]
+    def rounds(scenario: str, server: Server, path: str, script: str, after: Any = None) -> Row:
+        """``opts.rounds`` pairs: the bare endpoint the scenario is compared with, then the service."""
+        bare_path, bare_script = ("/agents/tasks", "create.lua") if "create" in scenario else ("/", "get.lua")
+        row = Row(scenario, backend)
+        for number in range(1, opts.rounds + 1):
+            label = f"{scenario} ({number}/{opts.rounds})" if opts.rounds > 1 else scenario
+            print(f"  {label:<32} {opts.duration} s bare, {opts.duration} s service …", end=" ", flush=True)
+            pair = Pair(run(bare, bare_path, bare_script), run(server, path, script))
+            row.pairs.append(pair)
+            print(f"{rate(pair.bare.requests_per_second)} / {rate(pair.service.requests_per_second)} req/s, "
+                  f"{percent(pair.ratio)}, p99 {pair.service.p99_ms:.1f} ms (load average {loadavg()})",
+                  flush=True)
+            if after is not None:
+                after()
+        return row
 
-    for scenario, path, script, base in (
-        ("get", "/", "get.lua", bare_get),
-        ("list", "/", "list.lua", bare_get),
-        ("stats", "/agents/tasks/stats", "stats.lua", bare_get),
-        ("create", "/agents/tasks", "create.lua", bare_post),
+    for scenario, path, script in (
+        ("get", "/", "get.lua"),
+        ("list", "/", "list.lua"),
+        ("stats", "/agents/tasks/stats", "stats.lua"),
+        ("create", "/agents/tasks", "create.lua"),
     ):
         if scenario == "stats":
             service.settle()
@@ -524,18 +563,17 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
                 status = http_status(service.base + path, key, timeout=30.0)
             except OSError as error:
                 print(f"  stats      n/a (the probe failed: {error})", flush=True)
-                rows.append(Row("stats", backend, None, note=f"n/a: probe failed ({error})"))
+                rows.append(Row("stats", backend, note=f"n/a: probe failed ({error})"))
                 continue
             if status == 404:
                 print("  stats      n/a (the service answers 404: no stats endpoint yet)", flush=True)
-                rows.append(Row("stats", backend, None, note="n/a: 404, endpoint not built yet"))
+                rows.append(Row("stats", backend, note="n/a: 404, endpoint not built yet"))
                 continue
-        result = step(scenario, service, path, script)
-        rows.append(Row(scenario, backend, result, result.requests_per_second / base.requests_per_second))
+        rows.append(rounds(scenario, service, path, script))
 
     info["rss_mb_after_run"] = round(service.rss_mb(), 1)
     info["rss_mb_peak"] = round(service.peak_rss_mb(), 1)
-    created = sum(r.result.requests for r in rows if r.scenario == "create" and r.result)
+    created = sum(pair.service.requests for row in rows if row.scenario == "create" for pair in row.pairs)
     info["tasks_after_run"] = tasks + created
     print(f"  service RSS after the run: {info['rss_mb_after_run']} MB "
           f"(~{info['tasks_after_run']:,} tasks, warm-up creates not counted)", flush=True)
@@ -550,34 +588,56 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         stack.callback(worker.stop)
         api = start_service(workdir, backend, database, key, 0, {"TASKS_PROJECTIONS": "off"}, " + worker")
         stack.callback(api.stop)
-        result = step(WORKER_CREATE, api, "/agents/tasks", "create.lua")
-        rows.append(Row(WORKER_CREATE, backend, result, result.requests_per_second / bare_post.requests_per_second))
-        lag, started = views_lag(api, key), time.monotonic()
-        while (behind := views_lag(api, key)) > 0 and time.monotonic() - started < 120:
-            time.sleep(0.2)
-        info["worker_lag_after_run"] = lag
-        info["worker_caught_up_seconds"] = round(time.monotonic() - started, 1) if behind == 0 else None
-        print(f"  the worker's views were {lag:,} events behind when wrk stopped; "
-              + (f"caught up {info['worker_caught_up_seconds']} s later" if behind == 0
-                 else f"still {behind:,} behind after 120 s"), flush=True)
+        lags: list[int] = []
+        catch_ups: list[float | None] = []
+
+        def caught_up() -> None:
+            """The views' lag when wrk stopped, then wait (bounded) until the worker has caught up, so
+            that its catching up does not run beside the next round's bare run."""
+            lag, started = views_lag(api, key), time.monotonic()
+            while (behind := views_lag(api, key)) > 0 and time.monotonic() - started < 120:
+                time.sleep(0.2)
+            lags.append(lag)
+            catch_ups.append(round(time.monotonic() - started, 1) if behind == 0 else None)
+            print(f"    the worker's views were {lag:,} events behind when wrk stopped; "
+                  + (f"caught up {catch_ups[-1]} s later" if behind == 0
+                     else f"still {behind:,} behind after 120 s"), flush=True)
+
+        rows.append(rounds(WORKER_CREATE, api, "/agents/tasks", "create.lua", after=caught_up))
+        info["worker_lag_after_run"] = max(lags)
+        info["worker_caught_up_seconds"] = (None if None in catch_ups
+                                            else max(c for c in catch_ups if c is not None))
     for row in rows:
         judge(row, tasks, opts.connections)
     return rows, info
 
 
 def table(rows: list[Row]) -> str:
-    head = ("scenario", "backend", "requests/s", "p50", "p99", "ratio", "non-2xx", "socket errors", "target")
+    """Each row shows the round with the median ratio: the service's run, the bare run just before
+    it, and the ratio of the two. With more than one round, a last column gives every round's
+    ratio and p99; the target column judges the median ratio and the median p99."""
+    several = any(len(row.pairs) > 1 for row in rows)
+    head = ("scenario", "backend", "requests/s", "p50", "p99", "bare requests/s", "ratio", "non-2xx",
+            "socket errors", "target") + (("rounds (ratio, p99)",) if several else ())
     lines = []
     for row in rows:
-        r = row.result
-        if r is None:
-            lines.append((row.scenario, row.backend, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", row.note))
+        shown = row.shown
+        if shown is None:
+            lines.append((row.scenario, row.backend, *["n/a"] * 7, row.note) + (("",) if several else ()))
             continue
-        errors = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v) or "0"
-        lines.append((
-            row.scenario, row.backend, rate(r.requests_per_second), f"{r.p50_ms:.2f} ms",
-            f"{r.p99_ms:.2f} ms", percent(row.ratio), str(r.non_2xx), errors, row.target,
-        ))
+        r = shown.service
+        runs = [pair.service for pair in row.pairs]
+        errors: dict[str, int] = {}
+        for run in runs:
+            for kind, count in run.socket_errors.items():
+                errors[kind] = errors.get(kind, 0) + count
+        line = (row.scenario, row.backend, rate(r.requests_per_second), f"{r.p50_ms:.2f} ms",
+                f"{r.p99_ms:.2f} ms", rate(shown.bare.requests_per_second), percent(row.ratio),
+                str(sum(run.non_2xx for run in runs)),
+                ", ".join(f"{k} {v}" for k, v in errors.items() if v) or "0", row.target)
+        if several:
+            line += (" · ".join(f"{percent(p.ratio)} {p.service.p99_ms:.1f} ms" for p in row.pairs),)
+        lines.append(line)
     widths = [max(len(head[i]), *(len(line[i]) for line in lines)) for i in range(len(head))]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
            "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -630,19 +690,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, SQLite file)")
     parser.add_argument("--no-worker", dest="worker", action="store_false",
                         help="skip the create run with the views in a `tasks project` worker")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="pairs (bare run, then service run) per scenario; the table shows the round "
+                             "with the median ratio")
     args = parser.parse_args(argv)
-    if args.tasks < 1 or args.duration < 1 or args.connections < 1 or args.threads < 1:
-        parser.error("--tasks, --duration, --connections and --threads must be at least 1")
+    if min(args.tasks, args.duration, args.connections, args.threads, args.rounds) < 1:
+        parser.error("--tasks, --duration, --connections, --threads and --rounds must be at least 1")
     if shutil.which("wrk") is None:
         print("wrk is not installed. It is a Debian package:\n    apt-get update && apt-get install -y wrk",
               file=sys.stderr)
         return 2
-    opts = Options(args.duration, args.connections, args.threads, args.warmup, args.timeout, args.worker)
+    opts = Options(args.duration, args.connections, args.threads, args.warmup, args.timeout, args.worker,
+                   args.rounds)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     key = "bench-" + os.urandom(12).hex()
     about = machine()
     print(f"{about}\nwrk -t{opts.threads} -c{opts.connections} -d{opts.duration}s --latency "
-          f"(warm-up {opts.warmup} s each); both servers: uvicorn.run defaults (1 worker, loop/http auto), "
+          f"(warm-up {opts.warmup} s each), {opts.rounds} round(s) a scenario (bare run, then service); "
+          f"both servers: uvicorn.run defaults (1 worker, loop/http auto), "
           f"log level warning; {args.tasks:,} seeded tasks", flush=True)
 
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -670,15 +735,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend}: {WORKER_CREATE}: the views were {info['worker_lag_after_run']:,} events behind "
                   f"when wrk stopped, " + (f"caught up {caught} s later" if caught is not None
                                           else "not caught up after 120 s"))
-    failed = [(r, problems(r.result, opts.connections)) for r in rows if r.result]
-    failed = [(r, found) for r, found in failed if found]
-    for row, found in failed:
-        print(f"!!! {row.scenario} on {row.backend}: {'; '.join(found)}. Requests FAILED or never "
-              f"finished, and wrk's figures count only those that did !!!", file=sys.stderr)
+    failed = [(row, side, found) for row in rows for pair in row.pairs
+              for side, run in (("bare", pair.bare), ("service", pair.service))
+              if (found := problems(run, opts.connections))]
+    for row, side, found in failed:
+        print(f"!!! {row.scenario} on {row.backend} ({side} run): {'; '.join(found)}. Requests FAILED or "
+              f"never finished, and wrk's figures count only those that did !!!", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({
             "machine": about, "options": asdict(opts), "tasks": args.tasks, "servers": infos,
-            "rows": [{**asdict(r), "result": asdict(r.result) if r.result else None} for r in rows],
+            "rows": [{**asdict(row), "ratio": row.ratio, "median_p99_ms": row.median_p99_ms} for row in rows],
         }, indent=2))
     return 1 if failed else 0
 

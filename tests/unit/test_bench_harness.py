@@ -150,6 +150,47 @@ def test_a_run_with_failures_or_unfinished_requests_is_flagged() -> None:
     assert "only 1 requests completed" in harness.problems(stalled, connections=64)[0]
 
 
+def _run(rps: float, p99: float = 10.0, non_2xx: int = 0) -> object:
+    return load("http_bench").WrkResult(requests=int(rps * 10), seconds=10.0, requests_per_second=rps,
+                                        p50_ms=p99 / 2, p99_ms=p99, non_2xx=non_2xx)
+
+
+def test_a_row_shows_its_median_round_and_is_judged_by_the_medians() -> None:
+    """Each round pairs the service's run with the bare run just before it; the row shows the round
+    with the median ratio (a real run, not figures mixed from several) and the target column
+    judges the median ratio and the median p99, so one slow minute of the machine decides nothing."""
+    harness = load("http_bench")
+    row = harness.Row("get", "sqlite", [
+        harness.Pair(_run(10_000), _run(6_000, p99=40.0)),   # 60%, p99 missed
+        harness.Pair(_run(12_000), _run(4_800, p99=20.0)),   # 40%
+        harness.Pair(_run(8_000), _run(4_400, p99=22.0)),    # 55%
+    ])
+    assert row.shown is row.pairs[2] and row.ratio == pytest.approx(0.55)
+    assert row.median_p99_ms == 22.0
+    harness.judge(row, tasks=100_000, connections=64)
+    assert row.target == "≥50% ok, p99≤25ms ok"
+    printed = harness.table([row])
+    assert "| 4,400 " in printed and "| 8,000 " in printed and "55.0%" in printed
+    assert "60.0% 40.0 ms · 40.0% 20.0 ms · 55.0% 22.0 ms" in printed
+
+    row.pairs[2] = harness.Pair(_run(8_000, non_2xx=3), _run(3_000, p99=30.0))  # 37.5%: now the median
+    harness.judge(row, tasks=100_000, connections=64)
+    assert row.ratio == pytest.approx(0.40)  # 37.5, 40, 60: the middle one
+    assert row.target == "FAILED REQUESTS (see below), ≥50% MISS, p99≤25ms MISS"  # a bare run's failure counts
+
+
+def test_one_round_prints_no_rounds_column_and_an_even_count_shows_the_lower_middle() -> None:
+    harness = load("http_bench")
+    one = harness.Row("create", "postgres", [harness.Pair(_run(10_000), _run(3_500, p99=24.0))])
+    harness.judge(one, tasks=100_000, connections=64)
+    assert one.target == "≥30% ok, p99≤25ms ok"
+    assert "rounds" not in harness.table([one])
+    two = harness.Row("create", "sqlite", [harness.Pair(_run(10_000), _run(5_200)),
+                                           harness.Pair(_run(10_000), _run(4_900))])
+    assert two.ratio == pytest.approx(0.49)
+    assert harness.Row("stats", "sqlite", note="n/a: 404").shown is None
+
+
 @pytest.mark.parametrize("scenario", ["bare-get", "bare-post", "get-cached", "get-uncached", "create"])
 def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_path: Path,
                                                                          scenario: str) -> None:
