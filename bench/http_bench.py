@@ -1,7 +1,8 @@
 """HTTP benchmark: the service against a bare Starlette app, driven by wrk, in one run.
 
     .venv/bin/python bench/http_bench.py [--backend sqlite|postgres|both] [--duration 10]
-        [--connections 64] [--threads 2] [--tasks 100000] [--warmup 1] [--json results.json]
+        [--connections 64] [--threads 2] [--tasks 100000] [--warmup 1] [--rounds 1]
+        [--json results.json]
 
 For each backend it:
 
@@ -13,16 +14,19 @@ For each backend it:
 2. starts the service (``tasks serve``, which catches every view up before it listens:
    the list, metrics and event index, with the list view's counts) on a fresh database: a temporary SQLite file, or a database in a throwaway
    PostgreSQL cluster (``tests/pg_cluster.py``) that is removed at the end;
-3. drives, with the same wrk settings, the bare app (``bench/bare.py``: JSON GET and
-   msgspec-validated POST, no storage) and then the service: get (a random seeded id),
-   list (``?status=…&priority=…``, a random pair), stats (``/agents/tasks/stats``, "n/a"
-   while the service answers 404) and create (the seed's body);
+3. drives, with the same wrk settings, the service: get (a random seeded id), list
+   (``?status=…&priority=…``, a random pair), stats (``/agents/tasks/stats``, "n/a" while
+   the service answers 404) and create (the seed's body). Each run of the service comes
+   right after a run of the bare app (``bench/bare.py``: JSON GET and msgspec-validated
+   POST, no storage) it is compared with, so that both are of the same minute; ``--rounds``
+   repeats the pair, and the table shows the round with the median ratio;
 4. unless ``--no-worker``: stops the service and starts the layout the README recommends for
    production, ``tasks serve`` with ``TASKS_PROJECTIONS=off`` and a ``tasks project`` worker
    process keeping the views, drives create again ("create, views in a worker") and reports
    how far behind the views were when wrk stopped and how long the worker took to catch up;
 5. prints requests/s, p50, p99, the ratio to the bare endpoint (create vs bare POST,
-   the reads vs bare GET), wrk's non-2xx and socket-error counts, how long seeding and the
+   the reads vs bare GET), every round's ratio and p99 (and, for get, how many of its GETs
+   the task cache served), wrk's non-2xx and socket-error counts, how long seeding and the
    startup (views' catch-up) took, and the service's RSS: VmRSS after startup (all views
    caught up with the seeded tasks) and after the wrk runs, and VmHWM, the peak of the whole
    life of the process, catch-up included.
@@ -197,6 +201,17 @@ def http_status(url: str, key: str | None = None, timeout: float = 5.0) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+def cache_counts(base: str) -> tuple[int, int] | None:
+    """The service's task-cache hits and misses so far (GET /metrics), or None if it does not say."""
+    with contextlib.suppress(OSError, ValueError):
+        with _NO_PROXY.open(urllib.request.Request(base + "/metrics"), timeout=10.0) as response:
+            text = response.read().decode()
+        found = {name: int(float(value)) for name, value in
+                 re.findall(r"^tasks_task_cache_(hits|misses) ([0-9.e+]+)$", text, re.MULTILINE)}
+        return found["hits"], found["misses"]
+    return None
 
 
 class Server:
@@ -407,6 +422,7 @@ class Pair:
 
     bare: WrkResult
     service: WrkResult
+    cache_hits: float | None = None  # get: the share of its GETs (warm-up too) the task cache served
 
     @property
     def ratio(self) -> float:
@@ -542,10 +558,18 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         for number in range(1, opts.rounds + 1):
             label = f"{scenario} ({number}/{opts.rounds})" if opts.rounds > 1 else scenario
             print(f"  {label:<32} {opts.duration} s bare, {opts.duration} s service …", end=" ", flush=True)
-            pair = Pair(run(bare, bare_path, bare_script), run(server, path, script))
+            bare_run = run(bare, bare_path, bare_script)
+            before = cache_counts(server.base) if scenario == "get" else None
+            pair = Pair(bare_run, run(server, path, script))
+            counts = cache_counts(server.base) if before is not None else None
+            if before is not None and counts is not None and sum(counts) > sum(before):
+                # One service process serves every round: from the second on, its task cache holds
+                # what the earlier rounds read, as a long-running server's would.
+                pair.cache_hits = (counts[0] - before[0]) / (sum(counts) - sum(before))
             row.pairs.append(pair)
+            hits = f", task cache hits {pair.cache_hits:.0%}" if pair.cache_hits is not None else ""
             print(f"{rate(pair.bare.requests_per_second)} / {rate(pair.service.requests_per_second)} req/s, "
-                  f"{percent(pair.ratio)}, p99 {pair.service.p99_ms:.1f} ms (load average {loadavg()})",
+                  f"{percent(pair.ratio)}, p99 {pair.service.p99_ms:.1f} ms{hits} (load average {loadavg()})",
                   flush=True)
             if after is not None:
                 after()
@@ -636,7 +660,9 @@ def table(rows: list[Row]) -> str:
                 str(sum(run.non_2xx for run in runs)),
                 ", ".join(f"{k} {v}" for k, v in errors.items() if v) or "0", row.target)
         if several:
-            line += (" · ".join(f"{percent(p.ratio)} {p.service.p99_ms:.1f} ms" for p in row.pairs),)
+            line += (" · ".join(f"{percent(p.ratio)} {p.service.p99_ms:.1f} ms"
+                                + (f" ({p.cache_hits:.0%} hits)" if p.cache_hits is not None else "")
+                                for p in row.pairs),)
         lines.append(line)
     widths = [max(len(head[i]), *(len(line[i]) for line in lines)) for i in range(len(head))]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",

@@ -172,6 +172,8 @@ def test_a_row_shows_its_median_round_and_is_judged_by_the_medians() -> None:
     printed = harness.table([row])
     assert "| 4,400 " in printed and "| 8,000 " in printed and "55.0%" in printed
     assert "60.0% 40.0 ms · 40.0% 20.0 ms · 55.0% 22.0 ms" in printed
+    row.pairs[1].cache_hits = 0.42  # a GET round says how much of it its task cache served
+    assert "40.0% 20.0 ms (42% hits) · 55.0%" in harness.table([row])
 
     row.pairs[2] = harness.Pair(_run(8_000, non_2xx=3), _run(3_000, p99=30.0))  # 37.5%: now the median
     harness.judge(row, tasks=100_000, connections=64)
