@@ -29,6 +29,7 @@ from adapters.http.pipeline import RequestPipeline
 from adapters.http.task_cache import TaskViewCache
 from adapters.hot_reads import open_reads
 from adapters.keys import KeyStore, new_secret
+from adapters.recorder import WAL_AUTOCHECKPOINT, WalCheckpointer
 from adapters.services import Services
 from adapters.sql import open_store, record_schema_version, startup_lock
 from adapters.writer import CommandWriter
@@ -42,10 +43,18 @@ def service_version() -> str:
         return "0.0.0"
 
 
+# A commit checkpoints only once the log holds this many pages (64 MiB), which the WalCheckpointer's
+# passive checkpoints every 50 ms keep it far below: the backstop if that thread falls behind.
+WAL_BACKSTOP_PAGES = 16_384
+
+
 def build_services(settings: Settings) -> Services:
     """Open the store, the views and the keys, and start following the log."""
     with startup_lock(settings):  # one process at a time creates tables and the first key
-        app = TaskApplication(env=settings.eventsourcing_env())
+        env = settings.eventsourcing_env()
+        if not settings.is_postgres:  # the WalCheckpointer below checkpoints; a commit does only past this
+            env[WAL_AUTOCHECKPOINT] = str(WAL_BACKSTOP_PAGES)
+        app = TaskApplication(env=env)
         store = open_store(settings, settings.pool_size)
         if store.changes is not None:  # SQLite: tell every process's task cache that the log grew
             app.on_recorded = partial(store.changes.bump, EVENTS)
@@ -68,12 +77,16 @@ def build_services(settings: Settings) -> Services:
         runner.catch_up()
         runner.start()
     writer = CommandWriter(app)
+    checkpointer = None if settings.is_postgres else WalCheckpointer(str(settings.sqlite_path))
     services = Services(settings, app, list_view, keys, store, projections, generated_key=generated, writer=writer,
-                        idempotency=idempotency, views=views, reads=open_reads(settings, store, app),
+                        checkpointer=checkpointer, idempotency=idempotency, views=views,
+                        reads=open_reads(settings, store, app),
                         task_cache=TaskViewCache(settings.task_cache_mb * 1_048_576))
     if projections:
         writer.on_saved = services.apply_written
     writer.start()
+    if checkpointer is not None:
+        checkpointer.start()
     return services
 
 

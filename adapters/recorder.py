@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -45,6 +46,10 @@ from eventsourcing.sqlite import (
 )
 
 STATEMENT_CACHE = 256  # prepared statements kept per connection (the reading connections keep as many)
+# The eventsourcing env key that sets the pool's connections' ``wal_autocheckpoint`` (pages; SQLite's
+# default is 1000). The API sets a high one beside its WalCheckpointer: a backstop, not the way.
+WAL_AUTOCHECKPOINT = "SQLITE_WAL_AUTOCHECKPOINT"
+CHECKPOINT_EVERY = 0.05  # seconds between the WalCheckpointer's passive checkpoints
 CHUNKS = (64, 16, 4, 1)  # rows per INSERT statement, largest first (at most 256 parameters)
 
 
@@ -113,6 +118,8 @@ class TurnTakingConnection(SQLiteConnection):
 class CachingPool(SQLiteConnectionPool):
     """The library's SQLite pool, whose connections keep their prepared statements."""
 
+    wal_autocheckpoint: int | None = None  # pages; None keeps SQLite's default (1000)
+
     def _create_connection(self) -> SQLiteConnection:
         # As SQLiteConnectionPool._create_connection (eventsourcing 9.5), but for the cache size.
         try:
@@ -128,6 +135,8 @@ class CachingPool(SQLiteConnectionPool):
                 cursor.execute("PRAGMA journal_mode=WAL;")
                 self.journal_mode_was_changed_to_wal = True
             self.is_journal_mode_wal = True
+        if self.wal_autocheckpoint is not None:
+            connection.execute(f"PRAGMA wal_autocheckpoint = {int(self.wal_autocheckpoint)}")
         connection.row_factory = sqlite3.Row
         if self.is_sqlite_memory_mode:
             return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
@@ -174,4 +183,48 @@ class SQLiteFactory(LibrarySQLiteFactory):
                                           pool_size=pool.pool_size, max_overflow=pool.max_overflow,
                                           pool_timeout=pool.pool_timeout, max_age=pool.max_age,
                                           pre_ping=pool.pre_ping)
+        pages = self.env.get(WAL_AUTOCHECKPOINT)
+        if pages:
+            self.datastore.pool.wal_autocheckpoint = int(pages)
         pool.close()
+
+
+class WalCheckpointer:
+    """Copies the database's write-ahead log into the database file from a thread of its own.
+
+    SQLite checkpoints in the commit that takes the log past ``wal_autocheckpoint`` pages: that
+    commit copies about 1000 pages into the database file and waits for its fsync, and at 1M
+    tasks that took the group commit's writer 50–250 ms now and then, every request of the batch
+    waiting on it (README: "Checkpoints off the commit path"). Here a passive checkpoint runs
+    every ``interval`` seconds on a connection of its own: it never takes the write lock, so the
+    writer goes on committing (each commit still fsyncs the log: durability is unchanged), and
+    it copies only what no reader still needs. The writer's connections keep a high
+    ``wal_autocheckpoint`` as a backstop, so the log stays bounded if this thread falls behind."""
+
+    def __init__(self, path: str, interval: float = CHECKPOINT_EVERY) -> None:
+        self.path = path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as error:
+                    if "locked" in str(error) or "busy" in str(error):
+                        continue  # another process's checkpoint is running: it does the same work
+                    # e.g. the disk is full: logged; the writer's backstop carries on
+                    logging.getLogger(__name__).warning("WAL checkpoint failed: %s", error)
+        finally:
+            connection.close()

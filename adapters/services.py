@@ -34,6 +34,7 @@ class Services:
     reads: Any = None  # adapters.hot_reads: the key and task-event lookups of every request
     task_cache: Any = None  # adapters.http.task_cache.TaskViewCache: presented tasks by id, coherent by version
     summaries: SummaryCache = field(default_factory=SummaryCache)  # list/stats: summaries, answers by position
+    checkpointer: Any = None  # SQLite: adapters.recorder.WalCheckpointer (checkpoints off the commits)
 
     @property
     def runner(self) -> ProjectionRunner:
@@ -72,6 +73,8 @@ class Services:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         for runner in self.projections:
             runner.stop()
         self.app.close()
