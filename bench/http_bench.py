@@ -57,6 +57,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -651,10 +652,7 @@ def table(rows: list[Row]) -> str:
             continue
         r = shown.service
         runs = [pair.service for pair in row.pairs]
-        errors: dict[str, int] = {}
-        for run in runs:
-            for kind, count in run.socket_errors.items():
-                errors[kind] = errors.get(kind, 0) + count
+        errors = sum((Counter(run.socket_errors) for run in runs), Counter())
         line = (row.scenario, row.backend, rate(r.requests_per_second), f"{r.p50_ms:.2f} ms",
                 f"{r.p99_ms:.2f} ms", rate(shown.bare.requests_per_second), percent(row.ratio),
                 str(sum(run.non_2xx for run in runs)),
