@@ -29,7 +29,7 @@ from adapters.http.pipeline import RequestPipeline
 from adapters.http.task_cache import TaskViewCache
 from adapters.hot_reads import open_reads
 from adapters.keys import KeyStore, new_secret
-from adapters.recorder import WAL_AUTOCHECKPOINT, WalCheckpointer
+from adapters.recorder import WAL_AUTOCHECKPOINT, WAL_BACKSTOP_PAGES, WalCheckpointer
 from adapters.services import Services
 from adapters.sql import open_store, record_schema_version, startup_lock
 from adapters.writer import CommandWriter
@@ -41,11 +41,6 @@ def service_version() -> str:
         return version("tasks-api")
     except PackageNotFoundError:
         return "0.0.0"
-
-
-# A commit checkpoints only once the log holds this many pages (64 MiB), which the WalCheckpointer's
-# passive checkpoints every 50 ms keep it far below: the backstop if that thread falls behind.
-WAL_BACKSTOP_PAGES = 16_384
 
 
 def build_services(settings: Settings) -> Services:

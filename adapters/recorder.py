@@ -47,8 +47,11 @@ from eventsourcing.sqlite import (
 
 STATEMENT_CACHE = 256  # prepared statements kept per connection (the reading connections keep as many)
 # The eventsourcing env key that sets the pool's connections' ``wal_autocheckpoint`` (pages; SQLite's
-# default is 1000). The API sets a high one beside its WalCheckpointer: a backstop, not the way.
+# default is 1000). The API sets WAL_BACKSTOP_PAGES beside its WalCheckpointer: a backstop, not the way.
 WAL_AUTOCHECKPOINT = "SQLITE_WAL_AUTOCHECKPOINT"
+# A commit checkpoints only once the log holds this many pages (64 MiB), which the WalCheckpointer's
+# passive checkpoints every CHECKPOINT_EVERY seconds keep it far below.
+WAL_BACKSTOP_PAGES = 16_384
 CHECKPOINT_EVERY = 0.05  # seconds between the WalCheckpointer's passive checkpoints
 CHUNKS = (64, 16, 4, 1)  # rows per INSERT statement, largest first (at most 256 parameters)
 

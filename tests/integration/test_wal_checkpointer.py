@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from adapters.config import Settings
-from app import WAL_BACKSTOP_PAGES, build_services
+from adapters.recorder import WAL_BACKSTOP_PAGES
+from app import build_services
 from domain import commands as c
 from domain.task import Actor, Task
 from tests.conftest import KEY
@@ -21,13 +22,15 @@ def test_the_log_reaches_the_database_file_while_no_commit_checkpoints(tmp_path:
     database = tmp_path / "tasks.db"
     services = build_services(Settings(database=f"sqlite:///{database}", bootstrap_key=KEY))
     try:
-        with services.app.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        datastore = services.app.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as cursor:
             cursor.execute("PRAGMA wal_autocheckpoint")
             assert cursor.fetchone()[0] == WAL_BACKSTOP_PAGES  # a commit checkpoints only past 64 MiB
         before = database.stat().st_size
         words = "quarterly revenue report " * 40  # ~1 KB a task: ~3 MB of log, far below the backstop
         for start in range(0, 3000, 500):
-            services.app.save(*[Task.create(c.CreateTask(task=f"{start + i}: {words}"), BY) for i in range(500)])
+            tasks = [Task.create(c.CreateTask(task=f"{start + i}: {words}"), BY) for i in range(500)]
+            services.app.save(*tasks)
         deadline = time.monotonic() + 10
         while database.stat().st_size < before + 2_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -36,4 +39,3 @@ def test_the_log_reaches_the_database_file_while_no_commit_checkpoints(tmp_path:
     finally:
         services.close()
     assert not services.checkpointer._thread.is_alive()  # stopped with the service
-
