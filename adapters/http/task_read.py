@@ -15,7 +15,6 @@ from starlette.responses import Response
 from adapters.changes import EVENTS, MAX_TRUST
 from adapters.http import presenters as p
 from adapters.http import schemas as s
-from adapters.http.task_cache import CachedTask
 from adapters.http.wire import JsonBytes, header
 from domain.errors import TaskNotFoundError
 from domain.ids import parse_id
@@ -73,8 +72,8 @@ async def current_task(request: Request, not_modified: Any) -> Response:
             task = await run_in_threadpool(svc.reads.replay, uuid, events)
         if task is None:
             raise TaskNotFoundError(task_id)
-        entry = CachedTask(task.version, task.tenant, task.agent_id, base,
-                           _encoder.encode(p.task_view(task, base)))
+        view = _encoder.encode(p.task_view(task, base))
+        entry = cache.entry(task.version, task.tenant, task.agent_id, base, view)
         cache.put(uuid, entry)
     else:
         cache.hits += 1

@@ -55,6 +55,21 @@ def test_a_write_through_another_process_is_seen_on_the_next_get(settings: Setti
         assert seen.json()["metadata"]["requestId"] == seen.headers["x-request-id"]
 
 
+def test_a_get_from_the_cache_answers_the_view_the_first_get_built(client: TestClient) -> None:
+    task_id = create(client, agentId="amy", context={"note": "naïve café ✓", "n": [1, 2.5, None]},
+                     deliverables=["summary", "chart"], budget={"amount": 12.5, "currency": "EUR"})["taskId"]
+    act(client, task_id, "start")
+    act(client, task_id, "progress", {"progress": 40, "phase": "analysis", "note": "über halfway"})
+    hits = cache_of(client).hits
+    first, second = get(client, task_id), get(client, task_id)
+    assert cache_of(client).hits == hits + 1  # the second GET was a hit
+    body = first.content
+    assert second.content[:body.index(b',"metadata":')] == body[:body.index(b',"metadata":')]
+    data = second.json()["data"]
+    assert (data["context"]["note"], data["progress"], data["currentPhase"]) == \
+        ("naïve café ✓", 40, "analysis")
+
+
 def test_a_cached_task_is_not_found_for_another_tenant_or_another_agent(settings: Settings) -> None:
     with two_processes(settings) as (writer, reader):
         task_id = create(writer, agentId="amy")["taskId"]

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import gc
+import tracemalloc
 from uuid import uuid4
 
+import msgspec
+
+from adapters.http import presenters as p
 from adapters.http.task_cache import ENTRY_OVERHEAD, CachedTask, TaskViewCache
+from domain.commands import CreateTask
+from domain.task import Actor, Task
 
 
 def entry(version: int, size: int = 100) -> CachedTask:
@@ -53,3 +59,27 @@ def test_cached_entries_are_invisible_to_the_garbage_collector() -> None:
     found = cache.get(task_id)
     assert found is not None and not gc.is_tracked(found)
     assert not any(gc.is_tracked(key) for key in cache._entries)  # nor are the keys it holds
+
+
+def test_a_full_cache_holds_no_more_memory_than_it_accounts_for() -> None:
+    # TASKS_TASK_CACHE_MB is a bound on memory only if an entry's allowance covers what it holds
+    by = Actor(principal="key_0123456789abcdef", request_id="req_test")
+    tasks = [Task.create(CreateTask(task=f"Analyze Q4 revenue trends for region {n}",
+                                    agent_id=f"agent-{n % 50}", priority="high",
+                                    context={"quarter": "Q4", "region": n},
+                                    deliverables=["summary", "chart"]), by) for n in range(5000)]
+    cache = TaskViewCache(max_bytes=1_048_576)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for task in tasks:  # strings of its own for each entry, as a task replayed from the log has
+            view = msgspec.json.encode(p.task_view(task, "http://127.0.0.1:8000/"))
+            cache.put(task.id, cache.entry(task.version, "".join(task.tenant), f"{task.agent_id}",
+                                           "http://127.0.0.1:8000/", view))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) > 500 and cache.bytes <= cache.max_bytes
+    assert held <= cache.bytes, \
+        f"{held / len(cache):.0f} bytes an entry, {cache.bytes / len(cache):.0f} accounted"
