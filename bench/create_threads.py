@@ -24,7 +24,7 @@ from pathlib import Path
 import re
 import urllib.request
 
-from bench.http_bench import Options, _load_pg_cluster, run_wrk, start_service
+from bench.http_bench import Options, durable_pg_cluster, run_wrk, start_service
 
 KEY = "bench-key-" + "x" * 32
 
@@ -63,8 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="create-threads-") as folder, contextlib.ExitStack() as stack:
         workdir = Path(folder)
         if args.backend == "postgres":
-            cluster = _load_pg_cluster().PgCluster()
-            cluster.start()
+            cluster = durable_pg_cluster()
             stack.callback(cluster.stop)
             database = cluster.new_database()
         else:

@@ -12,8 +12,11 @@ For each backend it:
    hours). Half are created with an agent (``assigned``), half without
    (``pending``); priorities rotate over low/medium/high/urgent;
 2. starts the service (``tasks serve``, which catches every view up before it listens:
-   the list, metrics and event index, with the list view's counts) on a fresh database: a temporary SQLite file, or a database in a throwaway
-   PostgreSQL cluster (``tests/pg_cluster.py``) that is removed at the end;
+   the list, metrics and event index, with the list view's counts) on a fresh database: a
+   temporary SQLite file (``synchronous = FULL``, as the service sets it), or a database in a
+   throwaway PostgreSQL cluster (``tests/pg_cluster.py``) with PostgreSQL's durable defaults
+   (``fsync``, ``synchronous_commit``, ``full_page_writes`` on; the test suite's cluster has
+   them off), removed at the end;
 3. drives, with the same wrk settings, the service: get (a random seeded id), list
    (``?status=…&priority=…``, a random pair), stats (``/agents/tasks/stats``, "n/a" while
    the service answers 404) and create (the seed's body). Each run of the service comes
@@ -147,6 +150,19 @@ def _load_pg_cluster() -> Any:
 
 def free_port() -> int:
     return int(_load_pg_cluster().free_port())
+
+
+def durable_pg_cluster() -> Any:
+    """A throwaway PostgreSQL cluster, started, with PostgreSQL's durable defaults (``fsync``,
+    ``synchronous_commit`` and ``full_page_writes`` on), as a deployment has them: the test
+    suite's cluster turns them off, and a create measured on it would be answered before its
+    events were on disk."""
+    cluster = _load_pg_cluster().PgCluster(durable=True)
+    try:
+        return cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
 
 
 def rss_kb(pid: int) -> int:
@@ -518,10 +534,9 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
                  opts: Options, tasks: int, key: str) -> tuple[list[Row], dict[str, Any]]:
     print(f"\n== {backend} == (load average {loadavg()})", flush=True)
     if backend == "postgres":
-        cluster = _load_pg_cluster().PgCluster()
+        print("  starting a throwaway PostgreSQL cluster (fsync and synchronous_commit on)", flush=True)
+        cluster = durable_pg_cluster()
         stack.callback(cluster.stop)
-        print("  starting a throwaway PostgreSQL cluster", flush=True)
-        cluster.start()
         database = cluster.new_database()
     else:
         (workdir / "sqlite").mkdir(exist_ok=True)

@@ -35,9 +35,15 @@ def free_port() -> int:
 
 
 class PgCluster:
-    """initdb + pg_ctl start on 127.0.0.1:<free port>; stop() removes it all."""
+    """initdb + pg_ctl start on 127.0.0.1:<free port>; stop() removes it all.
 
-    def __init__(self) -> None:
+    For the test suite the cluster trades durability for speed (``fsync``, ``synchronous_commit``
+    and ``full_page_writes`` off): a test checks what a commit does, not that the disk kept it.
+    ``durable=True`` keeps PostgreSQL's defaults, as a deployment has them: what a benchmark
+    must run on, since the service's 2xx means the events are on disk."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
         self.datadir = self.root / "data"
@@ -59,10 +65,10 @@ class PgCluster:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(initdb, "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
-        self.options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
+        self.options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.root} " \
+                       "-c max_connections=300"
+        if not self.durable:
+            self.options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self.pg_ctl("start")
         return self
 
