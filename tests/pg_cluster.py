@@ -65,8 +65,8 @@ class PgCluster:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(initdb, "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
-        self.options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.root} " \
-                       "-c max_connections=300"
+        self.options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.root} "
+                        "-c max_connections=300")
         if not self.durable:
             self.options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self.pg_ctl("start")

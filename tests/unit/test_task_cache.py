@@ -73,9 +73,9 @@ def test_a_full_cache_holds_no_more_memory_than_it_accounts_for() -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for task in tasks:  # strings of its own for each entry, as a task replayed from the log has
+        for task in tasks:  # strings of its own for each entry (join builds new ones), as a replayed task has
             view = msgspec.json.encode(p.task_view(task, "http://127.0.0.1:8000/"))
-            cache.put(task.id, cache.entry(task.version, "".join(task.tenant), f"{task.agent_id}",
+            cache.put(task.id, cache.entry(task.version, "".join(task.tenant), "".join(task.agent_id or ""),
                                            "http://127.0.0.1:8000/", view))
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
