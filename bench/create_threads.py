@@ -65,6 +65,7 @@ def main() -> None:
         if args.backend == "postgres":
             cluster = durable_pg_cluster()
             stack.callback(cluster.stop)
+            cluster.start()
             database = cluster.new_database()
         else:
             database = f"sqlite:///{workdir}/tasks.db"

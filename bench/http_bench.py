@@ -153,16 +153,11 @@ def free_port() -> int:
 
 
 def durable_pg_cluster() -> Any:
-    """A throwaway PostgreSQL cluster, started, with PostgreSQL's durable defaults (``fsync``,
-    ``synchronous_commit`` and ``full_page_writes`` on), as a deployment has them: the test
-    suite's cluster turns them off, and a create measured on it would be answered before its
-    events were on disk."""
-    cluster = _load_pg_cluster().PgCluster(durable=True)
-    try:
-        return cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
+    """A throwaway PostgreSQL cluster (not started yet) with PostgreSQL's durable defaults
+    (``fsync``, ``synchronous_commit`` and ``full_page_writes`` on), as a deployment has them:
+    the test suite's cluster turns them off, and a create measured on it would be answered
+    before its events were on disk."""
+    return _load_pg_cluster().PgCluster(durable=True)
 
 
 def rss_kb(pid: int) -> int:
@@ -534,9 +529,10 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
                  opts: Options, tasks: int, key: str) -> tuple[list[Row], dict[str, Any]]:
     print(f"\n== {backend} == (load average {loadavg()})", flush=True)
     if backend == "postgres":
-        print("  starting a throwaway PostgreSQL cluster (fsync and synchronous_commit on)", flush=True)
         cluster = durable_pg_cluster()
         stack.callback(cluster.stop)
+        print("  starting a throwaway PostgreSQL cluster (fsync and synchronous_commit on)", flush=True)
+        cluster.start()
         database = cluster.new_database()
     else:
         (workdir / "sqlite").mkdir(exist_ok=True)

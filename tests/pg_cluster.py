@@ -103,11 +103,12 @@ class PgCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def started_or_skipped() -> PgCluster:
-    """A started cluster; where none can start, skip the test — or, under CI=true, fail it."""
+def started_or_skipped(cluster: PgCluster | None = None) -> PgCluster:
+    """``cluster`` (by default the suite's) started; where none can start, skip the test — or,
+    under CI=true, fail it."""
     import pytest
 
-    cluster = PgCluster()
+    cluster = cluster or PgCluster()
     try:
         return cluster.start()
     except Exception as error:  # noqa: BLE001 - reported as a skip or, in CI, a failure

@@ -7,21 +7,14 @@ speed that keeps "a 2xx means the events are committed"; so the bench's cluster 
 
 from __future__ import annotations
 
-import os
-
 import psycopg
-import pytest
 
 from bench.http_bench import durable_pg_cluster
+from tests.pg_cluster import started_or_skipped
 
 
 def test_the_bench_runs_postgresql_with_its_durable_defaults() -> None:
-    try:
-        cluster = durable_pg_cluster()
-    except Exception as error:  # noqa: BLE001 - as the suite's own cluster: skipped, or failed under CI
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL cluster did not start: {error}")
-        pytest.skip(f"PostgreSQL cluster did not start: {error}")
+    cluster = started_or_skipped(durable_pg_cluster())  # as the suite's own: under CI=true, fails
     try:
         with psycopg.connect(cluster.url(), autocommit=True) as conn:
             settings = {name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
