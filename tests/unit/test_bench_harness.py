@@ -205,3 +205,23 @@ def test_the_instructions_driver_gets_the_expected_answer_to_every_request(tmp_p
                            "--requests", "64", "--database", f"sqlite:///{seeded}", "--ids", str(ids)],
                           capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+DISKSTATS = """\
+ 253       0 vda 31446 12 2189618 11020 2876301 1521 83517552 2145771 0 1718172 2176400 0 0 0 0 0 0
+ 253       1 vda1 31000 12 2180000 11000 2876000 1521 83500000 2145000 0 1718000 2176000 0 0 0 0 0 0
+   7       0 loop0 61 0 2544 8 0 0 0 0 0 40 8 0 0 0 0 0 0
+ 252       0 zram0 24 0 168 0 4 0 32 0 0 8 0 0 0 0 0 0
+ 259       0 nvme0n1 100 0 800 10 50 0 1000 5 0 20 15 0 0 0 0 0 0
+"""
+
+
+def test_disk_writes_count_whole_disks_once() -> None:
+    # a create run reports what the machine wrote to disk: a partition, a loop or a RAM device
+    # would count a write twice or count one that never reached a disk
+    harness = load("http_bench")
+    written = harness.disk_written_bytes(DISKSTATS, ["vda", "loop0", "zram0", "nvme0n1"])
+    assert written == (83517552 + 1000) * 512
+    assert harness.disk_written_bytes("", []) == 0
+    pair = harness.Pair(_run(10_000), _run(5_000), disk_bytes=50_000 * 8192)
+    assert pair.disk_per_request == 8192  # 50,000 creates in the measured run
