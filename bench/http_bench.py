@@ -61,7 +61,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,6 +91,7 @@ class WrkResult:
     p99_ms: float
     non_2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
+    disk_bytes: int | None = None  # what the machine wrote to its disks during the run (measure())
 
     @property
     def error_count(self) -> int:
@@ -430,19 +431,21 @@ def run_wrk(url: str, script: str, env: dict[str, str], seconds: int, opts: Opti
     return parse_wrk(done.stdout)
 
 
-def measure(server: Server, path: str, script: str, env: dict[str, str], opts: Options,
-            starting: Callable[[], None] | None = None) -> WrkResult:
-    """A warm-up run, then the measured one (``starting()`` called just before it); each starts
-    with the server idle."""
+def measure(server: Server, path: str, script: str, env: dict[str, str], opts: Options) -> WrkResult:
+    """A warm-up run, then the measured one, with what the machine wrote to its disks during it;
+    each starts with the server idle."""
     waited = server.settle()
     if waited > 5:
         print(f"(waited {waited:.0f} s for {server.name} to go idle)", end=" ", flush=True)
     if opts.warmup > 0:
         run_wrk(server.base + path, script, env, opts.warmup, opts)
         server.settle()
-    if starting is not None:
-        starting()
-    return run_wrk(server.base + path, script, env, opts.duration, opts)
+    before = disk_written_bytes()
+    result = run_wrk(server.base + path, script, env, opts.duration, opts)
+    after = disk_written_bytes()
+    if before is not None and after is not None:
+        result.disk_bytes = after - before  # the run's commits, checkpoints and views
+    return result
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -456,14 +459,13 @@ class Pair:
     bare: WrkResult
     service: WrkResult
     cache_hits: float | None = None  # get: the share of its GETs (warm-up too) the task cache served
-    disk_bytes: int | None = None  # create: bytes the machine wrote to its disks during the measured run
 
     @property
     def disk_per_request(self) -> float | None:
         """Bytes written to disk per finished request of the service's measured run."""
-        if self.disk_bytes is None or not self.service.requests:
+        if self.service.disk_bytes is None or not self.service.requests:
             return None
-        return self.disk_bytes / self.service.requests
+        return self.service.disk_bytes / self.service.requests
 
     @property
     def ratio(self) -> float:
@@ -585,9 +587,8 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
     env = {"BENCH_KEY": key, "BENCH_IDS": str(ids_file)}
     rows: list[Row] = []
 
-    def run(server: Server, path: str, script: str,
-            starting: Callable[[], None] | None = None) -> WrkResult:
-        result = measure(server, path, script, env, opts, starting)
+    def run(server: Server, path: str, script: str) -> WrkResult:
+        result = measure(server, path, script, env, opts)
         if problems(result, opts.connections) and server.tail().strip():
             print(f"\n  !!! failed requests; the end of {server.name}'s log:", flush=True)
             print("\n".join("    " + line for line in server.tail(20).splitlines()), flush=True)
@@ -602,11 +603,7 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
             print(f"  {label:<32} {opts.duration} s bare, {opts.duration} s service …", end=" ", flush=True)
             bare_run = run(bare, bare_path, bare_script)
             before = cache_counts(server.base) if scenario == "get" else None
-            written: list[int | None] = []  # the disks' counter as the measured create run starts
-            starting = (lambda: written.append(disk_written_bytes())) if "create" in scenario else None
-            pair = Pair(bare_run, run(server, path, script, starting))
-            if written and written[0] is not None and (now_written := disk_written_bytes()) is not None:
-                pair.disk_bytes = now_written - written[0]  # the measured run's commits, checkpoints, views
+            pair = Pair(bare_run, run(server, path, script))
             counts = cache_counts(server.base) if before is not None else None
             if before is not None and counts is not None and sum(counts) > sum(before):
                 # One service process serves every round: from the second on, its task cache holds
@@ -614,9 +611,9 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
                 pair.cache_hits = (counts[0] - before[0]) / (sum(counts) - sum(before))
             row.pairs.append(pair)
             hits = f", task cache hits {pair.cache_hits:.0%}" if pair.cache_hits is not None else ""
-            if (per_request := pair.disk_per_request) is not None and pair.disk_bytes is not None:
-                hits += (f", disk writes {pair.disk_bytes / 1_048_576:,.0f} MB"
-                         f" ({per_request / 1024:.1f} KB a create)")
+            written, per_request = pair.service.disk_bytes, pair.disk_per_request
+            if "create" in scenario and written is not None and per_request is not None:
+                hits += f", disk writes {written / 1_048_576:,.0f} MB ({per_request / 1024:.1f} KB a create)"
             print(f"{rate(pair.bare.requests_per_second)} / {rate(pair.service.requests_per_second)} req/s, "
                   f"{percent(pair.ratio)}, p99 {pair.service.p99_ms:.1f} ms{hits} (load average {loadavg()})",
                   flush=True)

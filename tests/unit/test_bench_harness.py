@@ -223,5 +223,7 @@ def test_disk_writes_count_whole_disks_once() -> None:
     written = harness.disk_written_bytes(DISKSTATS, ["vda", "loop0", "zram0", "nvme0n1"])
     assert written == (83517552 + 1000) * 512
     assert harness.disk_written_bytes("", []) == 0
-    pair = harness.Pair(_run(10_000), _run(5_000), disk_bytes=50_000 * 8192)
+    service = _run(5_000)
+    service.disk_bytes = 50_000 * 8192
+    pair = harness.Pair(_run(10_000), service)
     assert pair.disk_per_request == 8192  # 50,000 creates in the measured run
