@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from datetime import datetime, timezone
 
 import msgspec
@@ -71,3 +73,26 @@ def test_answers_are_kept_for_the_newest_position_only_and_within_their_bytes() 
     assert cache.held("c", 6) is None and cache.held("b", 6) is None and cache.held("d", 6) == "big d"
     cache.keep("e", 6, "too big", MAX_ANSWER_BYTES + 1)
     assert cache.held("e", 6) is None
+
+
+def test_a_full_cache_holds_no_more_memory_than_it_accounts_for() -> None:
+    """Each entry's strings are its own (the task id too: in the server the row it came from is
+    gone after the request, so the cache's key is the only reference), as the list's rows are."""
+    made = [(f"task_{n:032x}", f"Summarise the weekly revenue report {n}", f"agent-{n % 50}", n)
+            for n in range(6000)]
+    cache = SummaryCache(max_bytes=1_048_576)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for task_id, text, agent, n in made:
+            row = TaskRow("".join(task_id), "default", "".join(text), "assigned", "".join(agent), None, "high", 2,
+                          n % 100, None, None, "2026-11-26T10:00:00.000000Z", "2026-11-26T10:00:01.000000Z",
+                          1000 + n, 1, n, n)
+            cache.tasks_json([row], "http://127.0.0.1:8000/")
+        del row
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) > 500 and cache.bytes <= cache.max_bytes
+    assert held <= cache.bytes, f"{held / len(cache):.0f} bytes an entry, {cache.bytes / len(cache):.0f} accounted"
