@@ -13,7 +13,7 @@ import click
 from adapters.config import Settings
 
 
-def _open(settings: Settings) -> tuple[Any, Any, list[Any]]:
+def _open(settings: Settings, *, replace_older: bool = True) -> tuple[Any, Any, list[Any]]:
     from adapters import read_models
     from adapters.sql import open_store, startup_lock
     from domain.application import TaskApplication
@@ -21,7 +21,7 @@ def _open(settings: Settings) -> tuple[Any, Any, list[Any]]:
     with startup_lock(settings):  # an API process may be creating the same tables right now
         app = TaskApplication(env=settings.eventsourcing_env())
         store = open_store(settings, settings.pool_size)
-        return app, store, read_models.open_views(store)
+        return app, store, read_models.open_views(store, replace_older=replace_older)
 
 
 @click.command()
@@ -73,14 +73,20 @@ def projections() -> None:
 
 @projections.command()
 def status() -> None:
-    """Each view's position, the log head and the lag."""
+    """Each view's position, the log head and the lag.
+
+    It changes nothing: a view whose table an older build made (an older schema) is shown as
+    it is, for the processes that still read it; the next `tasks serve` or `tasks project` of
+    this build replaces it."""
     settings = Settings.from_env()
-    app, store, views = _open(settings)
+    app, store, views = _open(settings, replace_older=False)
     try:
         head = app.recorder.max_notification_id() or 0
         for view in views:
             position = view.position()
-            click.echo(f"{view.name:<16} position {position:>10}  head {head:>10}  lag {head - position:>10}")
+            older = view.older_table() if hasattr(view, "older_table") else None
+            note = f"  (table {older} of an older schema: this build's next start rebuilds it)" if older else ""
+            click.echo(f"{view.name:<16} position {position:>10}  head {head:>10}  lag {head - position:>10}{note}")
     finally:
         app.close()
         store.close()

@@ -16,16 +16,17 @@ from projections.runner import ProjectionRunner, ProjectionStatus
 POLL = 0.02
 
 
-def open_views(store: SqlStore) -> list[Any]:
+def open_views(store: SqlStore, *, replace_older: bool = True) -> list[Any]:
     """Every view a process keeps or reads — the list view first — with their tables created.
-    The API and a `tasks project` worker must keep the same ones."""
+    The API and a `tasks project` worker must keep the same ones. A command that only looks
+    (``replace_older=False``) leaves a view of an older schema as it is, for whoever still reads it."""
     from adapters.event_index import open_event_index
     from adapters.list_view import TaskListView
 
     views = store.for_views()  # on SQLite, a file of its own
     list_view = TaskListView(views)
-    list_view.create_table()
-    return [list_view, *more_views(views), open_event_index(views, events=store)]
+    list_view.create_table(replace_older=replace_older)
+    return [list_view, *more_views(views, replace_older=replace_older), open_event_index(views, events=store)]
 
 
 class ViewsAheadOfLogError(RuntimeError):
@@ -49,11 +50,11 @@ def check_views_follow(app: TaskApplication, views: list[Any]) -> None:
             f"kept from other events than this database's, e.g. the database was restored from a backup. {fix}")
 
 
-def more_views(store: SqlStore) -> list[Any]:
+def more_views(store: SqlStore, *, replace_older: bool = True) -> list[Any]:
     """The views beside the list view, their tables created."""
     views: list[Any] = [TaskMetricsView(store)]
     for view in views:
-        view.create_table()
+        view.create_table(replace_older=replace_older)
     return views
 
 

@@ -108,8 +108,9 @@ class TableView(Generic[R]):
     def default_table(self) -> str:
         return f"{self.name}_s{self.schema}"
 
-    def create_table(self) -> None:
-        """Create the registry, tracking and this view's table (a fresh one if the schema changed)."""
+    def create_table(self, *, replace_older: bool = True) -> None:
+        """Create the registry, tracking and this view's table (a fresh one if the schema changed;
+        with ``replace_older=False`` a table of an older schema is left as it is: see older_table)."""
         with self.store.transaction(commit=True) as cursor:
             if self._is_pg:  # concurrent starters wait for the first
                 cursor.execute("SELECT pg_advisory_xact_lock(72631)")
@@ -118,6 +119,8 @@ class TableView(Generic[R]):
             table = self._pinned or self._registered(cursor)
             if table is None or not table.startswith(self.default_table):
                 if table is not None:
+                    if not replace_older:
+                        return
                     self._drop(cursor, table)
                 table = self.default_table
                 cursor.execute(self._sql(SET_PHYSICAL), (self.name, table))
@@ -127,6 +130,13 @@ class TableView(Generic[R]):
                 for statement in self.index_ddl(table):
                     cursor.execute(statement)
             cursor.execute(self._sql(INIT_TRACKING), (table,))
+
+    def older_table(self) -> str | None:
+        """The live table, if it was built by an older schema than this build's (the next
+        create_table() replaces it with a fresh one, built from the log)."""
+        with self.store.transaction(commit=False) as cursor:
+            table = self._pinned or self._registered(cursor)
+        return None if table is None or table.startswith(self.default_table) else table
 
     def create_indexes(self) -> None:
         with self.store.transaction(commit=True) as cursor:

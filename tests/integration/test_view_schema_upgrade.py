@@ -1,6 +1,7 @@
 """Upgrading to a build whose list view has a new schema number (as schema 7 did, for its
-indexes): the first start drops the old table and builds the new one from the log before it
-listens, so every task is listed again and nothing of the old table is left, on either backend."""
+indexes): `tasks projections status` of the new build only looks, and the first start drops the
+old table and builds the new one from the log before it listens, so every task is listed again
+and nothing of the old table is left, on either backend."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from adapters.config import Settings
 from adapters.list_view import TaskListView
 from app import create_app
 from tests.conftest import KEY, act, create
+from tests.serving import run_tasks
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
@@ -37,6 +39,14 @@ def test_a_new_schema_of_the_list_view_is_built_from_the_log_at_the_first_start(
             before = client.get("/agents/tasks", params={"limit": 100}).json()["data"]
             before_stats = client.get("/agents/tasks/stats", params={"groupBy": "status,agentId"}).json()["data"]
             assert older in tables(client)
+
+            # an operator looks with the new build while the old one still serves: nothing changes
+            status = run_tasks("projections", "status", database=settings.database)
+            assert status.returncode == 0, status.stderr
+            line = next(line for line in status.stdout.splitlines() if line.startswith("task_list "))
+            assert f"table {older} of an older schema" in line and line.split()[6] == "0", status.stdout  # lag 0
+            assert client.get("/agents/tasks", params={"limit": 100}).json()["data"] == before
+            assert older in tables(client) and f"task_list_s{current}" not in tables(client)
 
     with TestClient(create_app(settings), headers=AUTH) as client:  # the new build, first start
         after = client.get("/agents/tasks", params={"limit": 100}).json()["data"]
