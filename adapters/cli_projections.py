@@ -85,8 +85,10 @@ def status() -> None:
         for view in views:
             position = view.position()
             older = view.older_table() if hasattr(view, "older_table") else None
-            note = f"  (table {older} of an older schema: this build's next start rebuilds it)" if older else ""
-            click.echo(f"{view.name:<16} position {position:>10}  head {head:>10}  lag {head - position:>10}{note}")
+            note = f"  (table {older} of an older schema: this build's next start rebuilds it)" \
+                if older else ""
+            click.echo(f"{view.name:<16} position {position:>10}  head {head:>10}  "
+                       f"lag {head - position:>10}{note}")
     finally:
         app.close()
         store.close()

@@ -26,9 +26,10 @@ def seed(database: str) -> None:
     by = Actor(principal="key_test", request_id="req_test", tenant="default")
     try:
         for start in range(0, TASKS, 100):
-            app.save(*(Task.create(CreateTask(task=f"task {i}", agent_id=f"agent-{i % 7}", team_id=f"team-{i % 3}",
-                                              priority=PRIORITIES[i % 4]), by)  # type: ignore[arg-type]
-                       for i in range(start, start + 100)))
+            commands = [CreateTask(task=f"task {i}", agent_id=f"agent-{i % 7}", team_id=f"team-{i % 3}",
+                                   priority=PRIORITIES[i % 4])  # type: ignore[arg-type]
+                        for i in range(start, start + 100)]
+            app.save(*(Task.create(command, by) for command in commands))
     finally:
         app.close()
 
@@ -53,7 +54,8 @@ def test_the_list_views_indexes_stay_mostly_full_as_tasks_are_added(tmp_path: Pa
     try:
         view = next(v for v in services.views if v.name == "task_list")
         rows, total, _ = view.list_tasks("default", ListTasksQuery(agent_id="agent-3", status="assigned"))
-        assert total == len(range(3, TASKS, 7)) and rows[0].task == f"task {max(range(3, TASKS, 7))}"  # newest first
+        agent_3 = range(3, TASKS, 7)
+        assert total == len(agent_3) and rows[0].task == f"task {agent_3[-1]}"  # newest first
         with view.store.transaction(commit=False) as cursor:
             table = view.table(cursor)
     finally:

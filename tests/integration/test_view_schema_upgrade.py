@@ -15,6 +15,7 @@ from tests.conftest import KEY, act, create
 from tests.serving import run_tasks
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
+GROUPS = {"groupBy": "status,agentId"}
 
 
 def tables(client: TestClient) -> set[str]:
@@ -37,14 +38,15 @@ def test_a_new_schema_of_the_list_view_is_built_from_the_log_at_the_first_start(
             act(client, made[0]["taskId"], "start")
             act(client, made[1]["taskId"], "cancel", {"reason": "no longer needed"})
             before = client.get("/agents/tasks", params={"limit": 100}).json()["data"]
-            before_stats = client.get("/agents/tasks/stats", params={"groupBy": "status,agentId"}).json()["data"]
+            before_stats = client.get("/agents/tasks/stats", params=GROUPS).json()["data"]
             assert older in tables(client)
 
             # an operator looks with the new build while the old one still serves: nothing changes
             status = run_tasks("projections", "status", database=settings.database)
             assert status.returncode == 0, status.stderr
             line = next(line for line in status.stdout.splitlines() if line.startswith("task_list "))
-            assert f"table {older} of an older schema" in line and line.split()[6] == "0", status.stdout  # lag 0
+            assert f"table {older} of an older schema" in line, status.stdout
+            assert line.split()[6] == "0", status.stdout  # lag 0: the old build's table, caught up
             assert client.get("/agents/tasks", params={"limit": 100}).json()["data"] == before
             assert older in tables(client) and f"task_list_s{current}" not in tables(client)
 
@@ -53,7 +55,7 @@ def test_a_new_schema_of_the_list_view_is_built_from_the_log_at_the_first_start(
         assert after["total"] == before["total"] == 12
         assert [(t["taskId"], t["status"], t["version"]) for t in after["tasks"]] == \
             [(t["taskId"], t["status"], t["version"]) for t in before["tasks"]]
-        assert client.get("/agents/tasks/stats", params={"groupBy": "status,agentId"}).json()["data"] == before_stats
+        assert client.get("/agents/tasks/stats", params=GROUPS).json()["data"] == before_stats
         found = tables(client)
         assert f"task_list_s{current}" in found and not any(name.startswith(older) for name in found)
         lag = {p["name"]: p["lag"] for p in client.get("/projections").json()["data"]["projections"]}

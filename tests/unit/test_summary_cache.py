@@ -86,13 +86,14 @@ def test_a_full_cache_holds_no_more_memory_than_it_accounts_for() -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for task_id, text, agent, n in made:
-            row = TaskRow("".join(task_id), "default", "".join(text), "assigned", "".join(agent), None, "high", 2,
-                          n % 100, None, None, "2026-11-26T10:00:00.000000Z", "2026-11-26T10:00:01.000000Z",
-                          1000 + n, 1, n, n)
+            row = TaskRow("".join(task_id), "default", "".join(text), "assigned", "".join(agent), None,
+                          "high", 2, n % 100, None, None, "2026-11-26T10:00:00.000000Z",
+                          "2026-11-26T10:00:01.000000Z", 1000 + n, 1, n, n)
             cache.tasks_json([row], "http://127.0.0.1:8000/")
         del row
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert len(cache) > 500 and cache.bytes <= cache.max_bytes
-    assert held <= cache.bytes, f"{held / len(cache):.0f} bytes an entry, {cache.bytes / len(cache):.0f} accounted"
+    assert held <= cache.bytes, \
+        f"{held / len(cache):.0f} bytes an entry, {cache.bytes / len(cache):.0f} accounted"
