@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
 from datetime import datetime, timezone
 
 import msgspec
@@ -11,6 +9,7 @@ from hypothesis import given, strategies as st
 
 from adapters.http.presenters import ENTRY_OVERHEAD, MAX_ANSWER_BYTES, SummaryCache, summary
 from projections.task_list import TaskRow, sortable_time
+from tests.memory import assert_counted, held_while
 
 times = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1),
                      timezones=st.just(timezone.utc)).map(sortable_time)
@@ -81,19 +80,12 @@ def test_a_full_cache_holds_no_more_memory_than_it_accounts_for() -> None:
     made = [(f"task_{n:032x}", f"Summarise the weekly revenue report {n}", f"agent-{n % 50}", n)
             for n in range(6000)]
     cache = SummaryCache(max_bytes=1_048_576)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+
+    def fill() -> None:
         for task_id, text, agent, n in made:
             row = TaskRow("".join(task_id), "default", "".join(text), "assigned", "".join(agent), None,
                           "high", 2, n % 100, None, None, "2026-11-26T10:00:00.000000Z",
                           "2026-11-26T10:00:01.000000Z", 1000 + n, 1, n, n)
             cache.tasks_json([row], "http://127.0.0.1:8000/")
-        del row
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert len(cache) > 500 and cache.bytes <= cache.max_bytes
-    assert held <= cache.bytes, \
-        f"{held / len(cache):.0f} bytes an entry, {cache.bytes / len(cache):.0f} accounted"
+
+    assert_counted(cache, held_while(fill))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import tracemalloc
 from uuid import uuid4
 
 import msgspec
@@ -12,6 +11,7 @@ from adapters.http import presenters as p
 from adapters.http.task_cache import ENTRY_OVERHEAD, CachedTask, TaskViewCache
 from domain.commands import CreateTask
 from domain.task import Actor, Task
+from tests.memory import assert_counted, held_while
 
 
 def entry(version: int, size: int = 100) -> CachedTask:
@@ -69,17 +69,11 @@ def test_a_full_cache_holds_no_more_memory_than_it_accounts_for() -> None:
                                     context={"quarter": "Q4", "region": n},
                                     deliverables=["summary", "chart"]), by) for n in range(5000)]
     cache = TaskViewCache(max_bytes=1_048_576)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+
+    def fill() -> None:
         for task in tasks:  # strings of its own for each entry (join builds new ones), as a replayed task has
             view = msgspec.json.encode(p.task_view(task, "http://127.0.0.1:8000/"))
             cache.put(task.id, cache.entry(task.version, "".join(task.tenant), "".join(task.agent_id or ""),
                                            "http://127.0.0.1:8000/", view))
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert len(cache) > 500 and cache.bytes <= cache.max_bytes
-    assert held <= cache.bytes, \
-        f"{held / len(cache):.0f} bytes an entry, {cache.bytes / len(cache):.0f} accounted"
+
+    assert_counted(cache, held_while(fill))
