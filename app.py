@@ -34,6 +34,7 @@ from adapters.services import Services
 from adapters.sql import open_store, record_schema_version, startup_lock
 from adapters.writer import CommandWriter
 from domain.application import TaskApplication
+from projections.runner import FollowerGroup
 
 
 def service_version() -> str:
@@ -68,8 +69,9 @@ def build_services(settings: Settings) -> Services:
             generated = new_secret()
             keys.add(generated, label="first start")
     projections = read_models.runners(app, views, settings)  # none when a `tasks project` worker runs them
+    if projections:  # the log read once for every view; then each view's follower takes over
+        FollowerGroup(projections, views[0].store.together).catch_up()
     for runner in projections:
-        runner.catch_up()
         runner.start()
     writer = CommandWriter(app)
     checkpointer = None if settings.is_postgres else WalCheckpointer(str(settings.sqlite_path))

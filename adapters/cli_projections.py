@@ -36,6 +36,7 @@ def project(batch_size: int) -> None:
     """
     from adapters.read_models import ViewsAheadOfLogError, check_views_follow
     from adapters.read_models import runners as make_runners
+    from projections.runner import FollowerGroup
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
@@ -47,11 +48,13 @@ def project(batch_size: int) -> None:
         store.close()
         raise click.ClickException(str(error)) from None
     runners = make_runners(app, views, replace(settings, projections="inline"), batch_size=batch_size)
+    # One follower for every view: each batch read once, applied to all in one transaction.
+    followers = FollowerGroup(runners, views[0].store.together, batch_size=batch_size,
+                              poll_interval=settings.poll_interval)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    for runner in runners:
-        runner.start()
+    followers.start()
     click.echo(f"projecting {', '.join(v.name for v in views)} (batches of {batch_size})", err=True)
     try:
         while not stop.wait(5.0):
@@ -60,8 +63,7 @@ def project(batch_size: int) -> None:
                 if found.status == "failed":
                     click.echo(f"{found.name}: failed at {found.position}: {found.last_error}", err=True)
     finally:
-        for runner in runners:
-            runner.stop()
+        followers.stop()
         app.close()
         store.close()
 

@@ -218,20 +218,29 @@ class ProjectionRunner:
         head = self.app.recorder.max_notification_id() or 0
         return ProjectionStatus(self.view.name, self.status, self._position, head, self.last_error)
 
+    def attempt(self) -> int | None:
+        """One supervised step: the batch's size, or None when it failed — the view is then
+        ``failed`` with the error kept, and its position is taken again from the view."""
+        try:
+            applied = self.step()
+        except Exception as error:  # supervised: report; the caller backs off and retries the same batch
+            log.exception("projection %s failed at position %s", self.view.name, self._position)
+            self.status = "failed"
+            self.last_error = f"{type(error).__name__}: {error}"
+            self._resync()
+            return None
+        self.status, self.last_error = "running", None
+        return applied
+
     def _run(self) -> None:
         backoff = self.poll_interval
         while not self._stopping.is_set():
-            try:
-                applied = self.step()
-            except Exception as error:  # supervised: report, back off, retry the same batch
-                log.exception("projection %s failed at position %s", self.view.name, self._position)
-                self.status = "failed"
-                self.last_error = f"{type(error).__name__}: {error}"
-                self._resync()
+            applied = self.attempt()
+            if applied is None:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
-            self.status, self.last_error, backoff = "running", None, self.poll_interval
+            backoff = self.poll_interval
             if applied < self.batch_size:
                 self._wake.wait(self._idle_wait())
                 self._wake.clear()
@@ -269,21 +278,35 @@ def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], A
     its position. A view whose follower is behind the batch, or not running, is left to the
     follower (and woken). False, with nothing changed, when the batch has a gap or the
     transaction failed: then each view tries on its own."""
-    if not batch or not runners:
+    if not batch or not runners or not gapless(batch):
         return False
-    if not gapless(batch):
+    fed = _apply_parts(runners, together, batch, lambda position: unapplied(position, batch))
+    if fed is None:
         return False
+    now = time.monotonic()
+    for runner in fed:
+        runner.applied_in_process += 1
+        runner._fed_at = now
+    for runner in runners:
+        if runner not in fed and runner.position < batch[-1][0]:
+            runner.poke()  # behind the batch, or not running: its follower reads the log
+    return True
+
+
+def _apply_parts(runners: Sequence[ProjectionRunner], together: Callable[[], Any],
+                 batch: Sequence[tuple[int, Any]],
+                 rest_of: Callable[[int], list[tuple[int, Any]] | None]) -> list[ProjectionRunner] | None:
+    """Apply a batch in one transaction: to each running view, ``rest_of`` its position (the part
+    of the batch it lacks; None or nothing: the view takes no part). The runners given a part, or
+    None, with nothing changed, when the transaction failed."""
     last = batch[-1][0]
-    left: list[ProjectionRunner] = []
     with contextlib.ExitStack() as held:
         for runner in runners:  # always in the same order; a follower only ever holds its own
             held.enter_context(runner._applying)
         parts = []
         for runner in runners:
-            rest = unapplied(runner._position, batch) if runner.status == "running" else None
-            if rest is None:
-                left.append(runner)
-            elif rest:
+            rest = rest_of(runner._position) if runner.status == "running" else None
+            if rest:
                 parts.append((runner, rest))
         if parts:
             try:
@@ -291,16 +314,88 @@ def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], A
                     for runner, rest in parts:
                         runner.view.apply_batch(rest, Tracking(runner.view.name, last), after=runner._position)
             except Exception:  # noqa: BLE001 - rolled back as one; each view tries on its own next
-                log.warning("applying a written batch to the views together failed", exc_info=True)
-                return False
-        now = time.monotonic()
+                log.warning("applying a batch to the views together failed", exc_info=True)
+                return None
         for runner, _ in parts:
             runner._moved_to(last)
-            runner.applied_in_process += 1
-            runner._fed_at = now
-    for runner in left:
-        runner.poke()
-    return True
+    return [runner for runner, _ in parts]
+
+
+class FollowerGroup:
+    """One follower of the log for several views in one store: each batch is read and decoded
+    once and applied to every view in one transaction, where a follower per view read the same
+    events three times and committed three times (`tasks project`, and the API's catch-up at
+    start). A batch the views cannot take together is taken by each view alone, on its own
+    read and transaction (``ProjectionRunner.attempt``), so that a failing view is reported
+    (``failed``, its error), backs off and retries by itself while the others go on."""
+
+    def __init__(self, runners: Sequence[ProjectionRunner], together: Callable[[], Any], *,
+                 batch_size: int = 2000, poll_interval: float = 0.05, max_backoff: float = 5.0) -> None:
+        self.runners = list(runners)
+        self.together = together
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self._retry: dict[int, tuple[float, float]] = {}  # a failed runner's id → (when to retry, back-off)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def catch_up(self) -> int:
+        """Apply everything up to the log's head now, in this thread; returns events read."""
+        for runner in self.runners:
+            runner._position = runner.view.position()
+            runner.status = "running"
+        read = 0
+        while (count := self.step()) > 0:
+            read += count
+        return read
+
+    def step(self) -> int:
+        """Read the batch after the view furthest behind, once, and apply it to every running view
+        whose retry is due; a view that fails alone waits out its back-off. Returns the batch's size."""
+        now = time.monotonic()
+        due = [r for r in self.runners if self._retry.get(id(r), (0.0, 0.0))[0] <= now]
+        running = [r for r in due if r.status == "running"]
+        read = 0
+        if running:
+            try:
+                batch = running[0].read(min(r.position for r in running), self.batch_size)
+            except Exception:  # noqa: BLE001 - e.g. the database is away: each view reads, fails, backs off
+                batch = None
+            if batch is None or batch and _apply_parts(
+                    running, self.together, batch, lambda position: [e for e in batch if e[0] > position]) is None:
+                self._alone(running)  # on its own read and transaction: a failing view holds back only itself
+            read = len(batch or ())
+        self._alone([r for r in due if r.status != "running"])
+        return read
+
+    def _alone(self, runners: Sequence[ProjectionRunner]) -> None:
+        for runner in runners:
+            if runner.attempt() is None:
+                _, backoff = self._retry.get(id(runner), (0.0, self.poll_interval / 2))
+                backoff = min(backoff * 2, self.max_backoff)
+                self._retry[id(runner)] = (time.monotonic() + backoff, backoff)
+            else:
+                self._retry.pop(id(runner), None)
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.status = "running"
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="projection-followers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for runner in self.runners:
+            runner.status = "stopped"
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            if self.step() < self.batch_size:
+                self._stopping.wait(self.poll_interval)
 
 
 def _release(future: asyncio.Future[None]) -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from adapters.config import Settings
 from adapters.list_view import TaskListView
 from adapters.log_reader import LogReader
+from adapters.metrics_view import TaskMetricsView
 from adapters.services import Services
 from adapters.sql import open_store
 from app import build_services
 from domain import commands as c
 from domain.task import Actor, TaskEvent, TaskUpdated
 from projections.rebuild import rebuild
-from projections.runner import ProjectionRunner
+from projections.runner import FollowerGroup, ProjectionRunner
 
 
 class FlakyListView(TaskListView):
@@ -105,3 +107,58 @@ def copies(services: Services) -> int:
     with services.store.for_views().transaction(commit=False) as cursor:
         cursor.execute("SELECT name FROM projection_tracking")
         return sum(str(found["name"]).startswith("task_list_s") for found in cursor.fetchall())
+
+
+def test_one_follower_reads_each_batch_once_for_every_view_and_a_failing_view_holds_back_only_itself(
+        settings: Settings) -> None:
+    """`tasks project`'s FollowerGroup: the views of one store follow the log through one reader."""
+    services = build_services(replace(settings, projections="off"))  # no follower of the service's own
+    store = services.views[0].store
+    healthy, metrics = TaskListView(store, name="group_list"), TaskMetricsView(store, name="group_metrics")
+    flaky = FlakyListView(store, name="group_flaky")
+    reads: list[int] = []
+    reader = LogReader(services.app)
+
+    def counted(after: int, limit: int) -> list[tuple[int, TaskEvent]]:
+        reads.append(after)
+        return reader(after, limit)
+
+    runners = []
+    for view in (healthy, flaky, metrics):
+        view.create_table()
+        runners.append(ProjectionRunner(services.app, view, batch_size=4, poll_interval=0.01, max_backoff=0.05,
+                                        reader=counted))
+    group = FollowerGroup(runners, store.together, batch_size=4, poll_interval=0.01, max_backoff=0.05)
+    by = Actor("key_test", "req_test")
+    try:
+        first = [services.app.create_task(c.CreateTask(task=f"t{i}", agent_id="amy"), by) for i in range(10)]
+        assert group.catch_up() == 10
+        assert reads == [0, 4, 8, 10]  # one read a batch for the three views, not one a view
+        assert {view.position() for view in (healthy, flaky, metrics)} == {first[-1].position}
+
+        group.start()
+        task_id = f"task_{first[0].task.id.hex}"
+        poisoned = services.app.execute(task_id, by, lambda t: t.update(c.UpdateTask(notes="poison"), by))
+        later = services.app.create_task(c.CreateTask(task="after the poison"), by)
+        failing = runners[1]
+        assert eventually(lambda: failing.describe().status == "failed")
+        state = failing.describe()
+        assert state.position == first[-1].position < poisoned.position  # stopped before the failing event
+        assert state.last_error == "ValueError: cannot digest this note"
+        assert eventually(lambda: healthy.position() == metrics.position() == later.position)  # the others go on
+        assert runners[0].describe().status == runners[2].describe().status == "running"
+
+        flaky.healed = True  # the fix is deployed; its retry gets through and it joins the group again
+        assert eventually(lambda: failing.position == later.position)
+        assert failing.describe().status == "running" and failing.describe().last_error is None
+        assert flaky.all_rows() == healthy.all_rows()
+        again = services.app.create_task(c.CreateTask(task="together again"), by)
+        assert eventually(lambda: {view.position() for view in (healthy, flaky, metrics)} == {again.position})
+        group.stop()
+        alone = TaskMetricsView(store, name="group_metrics_alone")
+        alone.create_table()
+        ProjectionRunner(services.app, alone, reader=reader).catch_up()
+        assert alone.all_rows() == metrics.all_rows()  # every event applied once, as a follower of its own does
+    finally:
+        group.stop()
+        services.close()
