@@ -362,8 +362,7 @@ class FollowerGroup:
                 batch = running[0].read(min(r.position for r in running), self.batch_size)
             except Exception:  # noqa: BLE001 - e.g. the database is away: each view reads, fails, backs off
                 batch = None
-            if batch is None or batch and _apply_parts(
-                    running, self.together, batch, lambda position: [e for e in batch if e[0] > position]) is None:
+            if batch is None or batch and _apply_parts(running, self.together, batch, _after(batch)) is None:
                 self._alone(running)  # on its own read and transaction: a failing view holds back only itself
             read = len(batch or ())
         self._alone([r for r in due if r.status != "running"])
@@ -396,6 +395,11 @@ class FollowerGroup:
         while not self._stopping.is_set():
             if self.step() < self.batch_size:
                 self._stopping.wait(self.poll_interval)
+
+
+def _after(batch: Sequence[tuple[int, Any]]) -> Callable[[int], list[tuple[int, Any]]]:
+    """The part of a batch read from the log that a view at a position lacks (a log may have gaps)."""
+    return lambda position: [event for event in batch if event[0] > position]
 
 
 def _release(future: asyncio.Future[None]) -> None:

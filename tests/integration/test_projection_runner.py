@@ -126,8 +126,8 @@ def test_one_follower_reads_each_batch_once_for_every_view_and_a_failing_view_ho
     runners = []
     for view in (healthy, flaky, metrics):
         view.create_table()
-        runners.append(ProjectionRunner(services.app, view, batch_size=4, poll_interval=0.01, max_backoff=0.05,
-                                        reader=counted))
+        runners.append(ProjectionRunner(services.app, view, batch_size=4, poll_interval=0.01,
+                                        max_backoff=0.05, reader=counted))
     group = FollowerGroup(runners, store.together, batch_size=4, poll_interval=0.01, max_backoff=0.05)
     by = Actor("key_test", "req_test")
     try:
@@ -145,7 +145,8 @@ def test_one_follower_reads_each_batch_once_for_every_view_and_a_failing_view_ho
         state = failing.describe()
         assert state.position == first[-1].position < poisoned.position  # stopped before the failing event
         assert state.last_error == "ValueError: cannot digest this note"
-        assert eventually(lambda: healthy.position() == metrics.position() == later.position)  # the others go on
+        # the others go on
+        assert eventually(lambda: healthy.position() == metrics.position() == later.position)
         assert runners[0].describe().status == runners[2].describe().status == "running"
 
         flaky.healed = True  # the fix is deployed; its retry gets through and it joins the group again
@@ -158,7 +159,7 @@ def test_one_follower_reads_each_batch_once_for_every_view_and_a_failing_view_ho
         alone = TaskMetricsView(store, name="group_metrics_alone")
         alone.create_table()
         ProjectionRunner(services.app, alone, reader=reader).catch_up()
-        assert alone.all_rows() == metrics.all_rows()  # every event applied once, as a follower of its own does
+        assert alone.all_rows() == metrics.all_rows()  # each event applied once, as by a follower of its own
     finally:
         group.stop()
         services.close()
