@@ -48,13 +48,17 @@ def project(batch_size: int) -> None:
         store.close()
         raise click.ClickException(str(error)) from None
     runners = make_runners(app, views, replace(settings, projections="inline"), batch_size=batch_size)
-    # One follower for every view: each batch read once, applied to all in one transaction.
-    followers = FollowerGroup(runners, views[0].store.together, batch_size=batch_size,
-                              poll_interval=settings.poll_interval)
+    # On SQLite the views share one file and its one write lock, so a follower per view only took
+    # turns: one follower reads each batch once and applies it to every view in one transaction.
+    # On PostgreSQL the views' transactions run side by side, and each view keeps its own follower.
+    followers: list[Any] = runners if settings.is_postgres else [
+        FollowerGroup(runners, views[0].store.together, batch_size=batch_size,
+                      poll_interval=settings.poll_interval)]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    followers.start()
+    for follower in followers:
+        follower.start()
     click.echo(f"projecting {', '.join(v.name for v in views)} (batches of {batch_size})", err=True)
     try:
         while not stop.wait(5.0):
@@ -63,7 +67,8 @@ def project(batch_size: int) -> None:
                 if found.status == "failed":
                     click.echo(f"{found.name}: failed at {found.position}: {found.last_error}", err=True)
     finally:
-        followers.stop()
+        for follower in followers:
+            follower.stop()
         app.close()
         store.close()
 
