@@ -324,10 +324,11 @@ def _apply_parts(runners: Sequence[ProjectionRunner], together: Callable[[], Any
 class FollowerGroup:
     """One follower of the log for several views in one store: each batch is read and decoded
     once and applied to every view in one transaction, where a follower per view read the same
-    events three times and committed three times (`tasks project`, and the API's catch-up at
-    start). A batch the views cannot take together is taken by each view alone, on its own
-    read and transaction (``ProjectionRunner.attempt``), so that a failing view is reported
-    (``failed``, its error), backs off and retries by itself while the others go on."""
+    events three times and committed three times (`tasks project` on SQLite, and the catch-up of
+    `tasks serve` before it listens). A batch the views cannot take together is taken by each
+    view alone, on its own read and transaction (``ProjectionRunner.attempt``), so that a failing
+    view is reported (``failed``, its error), backs off and retries by itself while the others
+    go on."""
 
     def __init__(self, runners: Sequence[ProjectionRunner], together: Callable[[], Any], *,
                  batch_size: int = 2000, poll_interval: float = 0.05, max_backoff: float = 5.0) -> None:
