@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
+
 from adapters.config import Settings
 from adapters.list_view import TaskListView
 from adapters.log_reader import LogReader
@@ -163,3 +165,38 @@ def test_one_follower_reads_each_batch_once_for_every_view_and_a_failing_view_ho
     finally:
         group.stop()
         services.close()
+
+
+def test_a_view_that_fails_while_the_service_catches_up_at_start_stops_only_itself(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tasks serve` catches every view up before it listens (one FollowerGroup); a failing view
+    is reported and retried, as at run time, while the service starts and the others catch up."""
+    services = build_services(replace(settings, projections="off"))  # events only: the views stay behind
+    by = Actor("key_test", "req_test")
+    try:
+        first = services.app.create_task(c.CreateTask(task="fine"), by)
+        task_id = f"task_{first.task.id.hex}"
+        services.app.execute(task_id, by, lambda t: t.update(c.UpdateTask(notes="poison"), by))
+        last = services.app.create_task(c.CreateTask(task="after the poison"), by)
+    finally:
+        services.close()
+    fold = TaskMetricsView.fold
+    healed = False
+
+    def poisoned(self, row, event, position):  # type: ignore[no-untyped-def]
+        if isinstance(event, TaskUpdated) and event.notes == "poison" and not healed:
+            raise ValueError("cannot digest this note")
+        return fold(self, row, event, position)
+
+    monkeypatch.setattr(TaskMetricsView, "fold", poisoned)
+    restarted = build_services(settings)  # keeps its views in-process: catches them up before it listens
+    try:
+        metrics = next(r for r in restarted.projections if r.view.name == "task_metrics")
+        assert restarted.list_view.position() == last.position  # the others caught up before it listened
+        assert eventually(lambda: metrics.describe().status == "failed")
+        assert metrics.describe().last_error == "ValueError: cannot digest this note"
+        healed = True
+        assert eventually(lambda: metrics.position == last.position)
+        assert metrics.describe().status == "running"
+    finally:
+        restarted.close()
