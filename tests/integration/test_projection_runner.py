@@ -113,7 +113,7 @@ def copies(services: Services) -> int:
 
 def test_one_follower_reads_each_batch_once_for_every_view_and_a_failing_view_holds_back_only_itself(
         settings: Settings) -> None:
-    """`tasks project`'s FollowerGroup: the views of one store follow the log through one reader."""
+    """FollowerGroup (`tasks project` on SQLite, the start-up catch-up): one reader for a store's views."""
     services = build_services(replace(settings, projections="off"))  # no follower of the service's own
     store = services.views[0].store
     healthy, metrics = TaskListView(store, name="group_list"), TaskMetricsView(store, name="group_metrics")
