@@ -362,10 +362,11 @@ class FollowerGroup:
             try:
                 batch = running[0].read(min(r.position for r in running), self.batch_size)
             except Exception:  # noqa: BLE001 - e.g. the database is away: each view reads, fails, backs off
-                batch = None
-            if batch is None or batch and _apply_parts(running, self.together, batch, _after(batch)) is None:
+                self._alone(running)
+                batch = []
+            if batch and _apply_parts(running, self.together, batch, _after(batch)) is None:
                 self._alone(running)  # on its own read and transaction: a failing view holds back only itself
-            read = len(batch or ())
+            read = len(batch)
         self._alone([r for r in due if r.status != "running"])
         return read
 
