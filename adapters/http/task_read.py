@@ -64,6 +64,7 @@ async def current_task(request: Request, not_modified: Any) -> Response:
         events = await svc.reads.task_events(uuid, entry.version if entry else 0)
         if entry is not None and events:  # changed since it was cached: replay from the start
             events = await svc.reads.task_events(uuid, 0)
+    view: bytes | None = None  # the JSON view, when this request presented it (a hit unpacks the entry's)
     if entry is None or events:
         cache.misses += 1
         if len(events) <= INLINE_REPLAY:  # a few events replay faster than a hop to a worker thread
@@ -87,4 +88,5 @@ async def current_task(request: Request, not_modified: Any) -> Response:
         return Response(status_code=304, headers={"ETag": etag})
     now = datetime.now(timezone.utc)
     metadata = _encoder.encode(s.Metadata(request_id=request.scope["state"]["request_id"], timestamp=now))
-    return JsonBytes(b"".join((_HEAD, entry.data, b',"metadata":', metadata, b"}")), [(b"etag", etag.encode())])
+    data = entry.view if view is None else view
+    return JsonBytes(b"".join((_HEAD, data, b',"metadata":', metadata, b"}")), [(b"etag", etag.encode())])
