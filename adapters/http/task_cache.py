@@ -53,28 +53,32 @@ def _dictionary() -> bytes:
     task_id = "task_0" + "1" * 31
 
     def view(status: str, agent: str | None, **fields: object) -> bytes:
-        timeline = dict(created_at=now, assigned_at=now if agent else None, started_at=None, completed_at=None,
-                        failed_at=None, cancelled_at=None, updated_at=now, duration=None, duration_seconds=None)
+        timeline = dict(created_at=now, assigned_at=now if agent else None, started_at=None,
+                        completed_at=None, failed_at=None, cancelled_at=None, updated_at=now, duration=None,
+                        duration_seconds=None)
         timeline.update(fields.pop("timeline", {}))  # type: ignore[call-overload]
-        shape = dict(task_id=task_id, status=status, task="Summarise the weekly revenue report", agent_id=agent,
-                     agent_name=agent and "Agent 1", team_id=None, priority="medium", progress=0, current_phase=None,
-                     deadline=None, context={}, budget=None, expected_deliverables=["summary"],
-                     timeline=s.Timeline(**timeline), result=None, deliverables=[], quality=None, error=None,
-                     attempt=1, notes=[], feedback=[], blocked_reason=None, cancel_reason=None, escalations=0,
-                     estimated_completion=None, estimated_duration=None,
-                     tracking_url=f"http://localhost:8000/agents/tasks/{task_id}", version=1)
+        shape = dict(task_id=task_id, status=status, task="Summarise the weekly revenue report",
+                     agent_id=agent, agent_name=agent and "Agent 1", team_id=None, priority="medium",
+                     progress=0, current_phase=None, deadline=None, context={}, budget=None,
+                     expected_deliverables=["summary"], timeline=s.Timeline(**timeline), result=None,
+                     deliverables=[], quality=None, error=None, attempt=1, notes=[], feedback=[],
+                     blocked_reason=None, cancel_reason=None, escalations=0, estimated_completion=None,
+                     estimated_duration=None, tracking_url=f"http://localhost:8000/agents/tasks/{task_id}",
+                     version=1)
         shape.update(fields)
         return msgspec.json.encode(s.TaskView(**shape))  # type: ignore[arg-type]
 
     return b"".join((
-        view("completed", "agent-7", progress=100, current_phase="done", result={"summary": "", "url": "https://"},
-             deliverables=[{"type": "report", "url": "https://"}], quality={"score": 0.9},
+        view("completed", "agent-7", progress=100, current_phase="done",
+             result={"summary": "", "url": "https://"}, deliverables=[{"type": "report", "url": "https://"}],
+             quality={"score": 0.9},
              notes=[s.Note(text="", created_at=now, actor="key_")],
              feedback=[s.Feedback(rating=5, feedback="", issues=[], created_at=now, actor="key_")],
-             timeline={"started_at": now, "completed_at": now, "duration": "1h 2m", "duration_seconds": 3720.0},
+             timeline={"started_at": now, "completed_at": now, "duration": "1h 2m",
+                       "duration_seconds": 3720.0},
              version=5),
-        view("in_progress", "agent-3", team_id="team-", progress=40, current_phase="analysis", priority="high",
-             deadline=now, budget={"maxCost": 10}, timeline={"started_at": now}, version=3),
+        view("in_progress", "agent-3", team_id="team-", progress=40, current_phase="analysis",
+             priority="high", deadline=now, budget={"maxCost": 10}, timeline={"started_at": now}, version=3),
         view("pending", None, priority="low"),
         view("assigned", "agent-1", priority="urgent"),
     ))[-3500:]
@@ -137,7 +141,8 @@ class TaskViewCache:
         """A new entry for a task's JSON view, packed (the packed bytes are a copy of their own: the
         bytes msgspec's encoder answers with keep its buffer's spare room, which the entry's size
         would not count). The tenant and agent strings are interned."""
-        return CachedTask(version, sys.intern(tenant), agent_id and sys.intern(agent_id), base_url, pack(view))
+        agent = agent_id and sys.intern(agent_id)
+        return CachedTask(version, sys.intern(tenant), agent, base_url, pack(view))
 
     def get(self, task_id: UUID) -> CachedTask | None:
         """The entry, whatever its version (the caller checks it against the log)."""

@@ -90,9 +90,10 @@ def test_a_packed_view_unpacks_to_the_same_bytes(view: bytes) -> None:
 def test_an_entry_keeps_a_typical_view_in_a_fraction_of_its_json() -> None:
     # what lets 64 MB hold ~140,000 tasks rather than ~50,000 (README: "The task cache's views packed")
     by = Actor(principal="key_0123456789abcdef", request_id="req_test")
-    task = Task.create(CreateTask(task="Benchmark task 49990: summarise the weekly revenue report",
-                                  agent_id="agent-40", priority="high", context={"source": "bench", "n": 49990},
-                                  deliverables=["summary"]), by)
+    command = CreateTask(task="Benchmark task 49990: summarise the weekly revenue report",
+                         agent_id="agent-40", priority="high", context={"source": "bench", "n": 49990},
+                         deliverables=["summary"])
+    task = Task.create(command, by)
     view = msgspec.json.encode(p.task_view(task, "http://127.0.0.1:8000/"))
     kept = TaskViewCache(max_bytes=1_048_576).entry(task.version, task.tenant, task.agent_id,
                                                     "http://127.0.0.1:8000/", view)
