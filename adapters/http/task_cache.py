@@ -20,11 +20,11 @@ seconds — the GET's p99 at 1M tasks (README: "GET p99 at 1M tasks").
 
 An entry keeps its view packed: raw deflate against a dictionary of views of made-up
 tasks (their keys, nulls and statuses), with fixed Huffman codes, so that a view of ~900
-bytes takes ~160 and a hit unpacks it in ~1 µs (no code tables to build) while a miss
+bytes takes ~170 and a hit unpacks it in ~1 µs (no code tables to build) while a miss
 packs it in ~4 µs from a compressor primed with the dictionary once. A miss costs
 ~25-30 µs more than a hit (its events read and replayed), so the same memory holding
-five times the views is worth far more than the packing (README: "The task cache's
-views packed"). The tenant and agent strings are interned: one copy for all the
+nearly three times the views is worth far more than the packing (README: "The task
+cache's views packed"). The tenant and agent strings are interned: one copy for all the
 entries that share them.
 """
 
@@ -81,7 +81,7 @@ def _dictionary() -> bytes:
              priority="high", deadline=now, budget={"maxCost": 10}, timeline={"started_at": now}, version=3),
         view("pending", None, priority="low"),
         view("assigned", "agent-1", priority="urgent"),
-    ))[-3500:]
+    ))[-3500:]  # what the 4 KB window still reaches from the start of a view
 
 
 _DICTIONARY = _dictionary()
