@@ -357,6 +357,8 @@ class FollowerGroup:
         now = time.monotonic()
         due = [r for r in self.runners if self._retry.get(id(r), (0.0, 0.0))[0] <= now]
         running = [r for r in due if r.status == "running"]
+        # the views already failed before this step; one that fails below waits out its back-off
+        resting = [r for r in due if r.status != "running"]
         read = 0
         if running:
             try:
@@ -367,7 +369,7 @@ class FollowerGroup:
             if batch and _apply_parts(running, self.together, batch, _after(batch)) is None:
                 self._alone(running)  # on its own read and transaction: a failing view holds back only itself
             read = len(batch)
-        self._alone([r for r in due if r.status != "running"])
+        self._alone(resting)
         return read
 
     def _alone(self, runners: Sequence[ProjectionRunner]) -> None:
