@@ -32,7 +32,12 @@ For each backend it:
    the task cache served), wrk's non-2xx and socket-error counts, how long seeding and the
    startup (views' catch-up) took, and the service's RSS: VmRSS after startup (all views
    caught up with the seeded tasks) and after the wrk runs, and VmHWM, the peak of the whole
-   life of the process, catch-up included.
+   life of the process, catch-up included;
+6. prints, for every round, where the CPU went during each measured run, per request: the
+   bare server's, the service's and, of that, its event loop's (the main thread), the
+   worker's and PostgreSQL's (the server and its backends) where they run, and how many of
+   the machine's cores stayed idle (``CpuUse``; in the JSON too). A service near one core of
+   CPU beside idle cores is held by its interpreter lock, not by the machine.
 
 Both servers run with the same settings: ``uvicorn.run`` with its defaults (one worker,
 loop and http "auto", i.e. uvloop and httptools) and log level warning, which is what
@@ -92,6 +97,7 @@ class WrkResult:
     non_2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
     disk_bytes: int | None = None  # what the machine wrote to its disks during the run (measure())
+    cpu: CpuUse | None = None  # where the machine's CPU went during the run (measure())
 
     @property
     def error_count(self) -> int:
@@ -191,6 +197,41 @@ def _descendants(pid: int) -> list[int]:
             with contextlib.suppress(OSError):
                 todo.extend(int(child) for child in (task / "children").read_text().split())
     return found
+
+
+@dataclass
+class CpuUse:
+    """Where the CPU went during a measured run, per request wrk saw finish: the server (its
+    process and children), the server's main thread (uvicorn's event loop), the processes
+    measured with it (the `tasks project` worker, PostgreSQL's server and its backends), and
+    the cores the machine left idle on average (-1 where Linux does not say). Which of them is
+    the bound shows here: a server whose threads add up to about one core beside idle cores is
+    held by its interpreter lock, not by the machine."""
+
+    server_us: float
+    loop_us: float
+    idle_cores: float
+    others_us: dict[str, float] = field(default_factory=dict)
+
+
+def thread_cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of one thread of a process: by default its main thread."""
+    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_seconds(stat: str | None = None) -> float | None:
+    """Seconds all the machine's cores have spent idle (idle and iowait of /proc/stat's ``cpu``
+    line) so far; None where Linux does not say."""
+    try:
+        text = stat if stat is not None else Path("/proc/stat").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^cpu\s+(\d+) (\d+) (\d+) (\d+) (\d+)", text, re.MULTILINE)
+    if found is None:
+        return None
+    return (int(found.group(4)) + int(found.group(5))) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -431,9 +472,10 @@ def run_wrk(url: str, script: str, env: dict[str, str], seconds: int, opts: Opti
     return parse_wrk(done.stdout)
 
 
-def measure(server: Server, path: str, script: str, env: dict[str, str], opts: Options) -> WrkResult:
-    """A warm-up run, then the measured one, with what the machine wrote to its disks during it;
-    each starts with the server idle."""
+def measure(server: Server, path: str, script: str, env: dict[str, str], opts: Options,
+            others: dict[str, int] | None = None) -> WrkResult:
+    """A warm-up run, then the measured one, with what the machine wrote to its disks during it
+    and where its CPU went (``CpuUse``); each starts with the server idle."""
     waited = server.settle()
     if waited > 5:
         print(f"(waited {waited:.0f} s for {server.name} to go idle)", end=" ", flush=True)
@@ -441,11 +483,48 @@ def measure(server: Server, path: str, script: str, env: dict[str, str], opts: O
         run_wrk(server.base + path, script, env, opts.warmup, opts)
         server.settle()
     before = disk_written_bytes()
+    cpu_before, started = _cpu_sample(server, others or {}), time.monotonic()
     result = run_wrk(server.base + path, script, env, opts.duration, opts)
+    cpu_after, elapsed = _cpu_sample(server, others or {}), time.monotonic() - started
     after = disk_written_bytes()
     if before is not None and after is not None:
         result.disk_bytes = after - before  # the run's commits, checkpoints and views
+    result.cpu = cpu_use(cpu_before, cpu_after, result.requests, elapsed)
     return result
+
+
+CpuSample = tuple[float, float, dict[str, float], float | None]
+
+
+def _cpu_sample(server: Server, others: dict[str, int]) -> CpuSample:
+    """CPU seconds so far of the server, of its main thread and of each other process (and its
+    descendants), and the machine's idle seconds."""
+    assert server.process is not None
+    pid = server.process.pid
+    spent = {name: cpu_seconds(other) for name, other in others.items()}
+    return cpu_seconds(pid), thread_cpu_seconds(pid), spent, idle_cpu_seconds()
+
+
+def cpu_use(before: CpuSample, after: CpuSample, requests: int, elapsed: float) -> CpuUse | None:
+    """Per request of a run, from two ``_cpu_sample``s ``elapsed`` seconds apart."""
+    if requests <= 0 or elapsed <= 0:
+        return None
+    per = 1_000_000 / requests
+    idle = -1.0 if before[3] is None or after[3] is None else (after[3] - before[3]) / elapsed
+    return CpuUse(server_us=(after[0] - before[0]) * per, loop_us=(after[1] - before[1]) * per,
+                  idle_cores=idle,
+                  others_us={name: (after[2][name] - spent) * per for name, spent in before[2].items()})
+
+
+def cpu_note(bare: WrkResult, service: WrkResult) -> str:
+    """The progress line's CPU figures for one round."""
+    if bare.cpu is None or service.cpu is None:
+        return ""
+    cpu = service.cpu
+    others = "".join(f", {name} {spent:.0f} µs" for name, spent in cpu.others_us.items())
+    idle = f", {cpu.idle_cores:.2f} of {os.cpu_count()} cores idle" if cpu.idle_cores >= 0 else ""
+    return (f", CPU a request: bare {bare.cpu.server_us:.0f} µs, service {cpu.server_us:.0f} µs "
+            f"(event loop {cpu.loop_us:.0f}){others}{idle}")
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -565,6 +644,8 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
         print("  starting a throwaway PostgreSQL cluster (fsync and synchronous_commit on)", flush=True)
         cluster.start()
         database = cluster.new_database()
+        # PostgreSQL's server and its backends (all the postmaster's children): their CPU per request
+        postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
     else:
         (workdir / "sqlite").mkdir(exist_ok=True)
         database = f"sqlite:///{workdir / 'sqlite' / 'tasks.db'}"
@@ -585,16 +666,18 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
           flush=True)
 
     env = {"BENCH_KEY": key, "BENCH_IDS": str(ids_file)}
+    database_server = {"postgres": postmaster} if backend == "postgres" else {}
     rows: list[Row] = []
 
-    def run(server: Server, path: str, script: str) -> WrkResult:
-        result = measure(server, path, script, env, opts)
+    def run(server: Server, path: str, script: str, others: dict[str, int] | None = None) -> WrkResult:
+        result = measure(server, path, script, env, opts, others)
         if problems(result, opts.connections) and server.tail().strip():
             print(f"\n  !!! failed requests; the end of {server.name}'s log:", flush=True)
             print("\n".join("    " + line for line in server.tail(20).splitlines()), flush=True)
         return result
 
-    def rounds(scenario: str, server: Server, path: str, script: str, after: Any = None) -> Row:
+    def rounds(scenario: str, server: Server, path: str, script: str, after: Any = None,
+               others: dict[str, int] | None = None) -> Row:
         """``opts.rounds`` pairs: the bare endpoint the scenario is compared with, then the service."""
         bare_path, bare_script = ("/agents/tasks", "create.lua") if "create" in scenario else ("/", "get.lua")
         row = Row(scenario, backend)
@@ -603,7 +686,7 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
             print(f"  {label:<32} {opts.duration} s bare, {opts.duration} s service …", end=" ", flush=True)
             bare_run = run(bare, bare_path, bare_script)
             before = cache_counts(server.base) if scenario == "get" else None
-            pair = Pair(bare_run, run(server, path, script))
+            pair = Pair(bare_run, run(server, path, script, {**database_server, **(others or {})}))
             counts = cache_counts(server.base) if before is not None else None
             if before is not None and counts is not None and sum(counts) > sum(before):
                 # One service process serves every round: from the second on, its task cache holds
@@ -615,7 +698,8 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
             if "create" in scenario and written is not None and per_request is not None:
                 hits += f", disk writes {written / 1_048_576:,.0f} MB ({per_request / 1024:.1f} KB a create)"
             print(f"{rate(pair.bare.requests_per_second)} / {rate(pair.service.requests_per_second)} req/s, "
-                  f"{percent(pair.ratio)}, p99 {pair.service.p99_ms:.1f} ms{hits} (load average {loadavg()})",
+                  f"{percent(pair.ratio)}, p99 {pair.service.p99_ms:.1f} ms{hits}"
+                  f"{cpu_note(pair.bare, pair.service)} (load average {loadavg()})",
                   flush=True)
             if after is not None:
                 after()
@@ -673,7 +757,9 @@ def _run_backend(backend: str, workdir: Path, bare: Server, stack: contextlib.Ex
                   + (f"caught up {catch_ups[-1]} s later" if behind == 0
                      else f"still {behind:,} behind after 120 s"), flush=True)
 
-        rows.append(rounds(WORKER_CREATE, api, "/agents/tasks", "create.lua", after=caught_up))
+        assert worker.process is not None
+        rows.append(rounds(WORKER_CREATE, api, "/agents/tasks", "create.lua", after=caught_up,
+                           others={"worker": worker.process.pid}))
         info["worker_lag_after_run"] = max(lags)
         info["worker_caught_up_seconds"] = (None if None in catch_ups
                                             else max(c for c in catch_ups if c is not None))

@@ -227,3 +227,51 @@ def test_disk_writes_count_whole_disks_once() -> None:
     service.disk_bytes = 50_000 * 8192
     pair = harness.Pair(_run(10_000), service)
     assert pair.disk_per_request == 8192  # 50,000 creates in the measured run
+
+
+PROC_STAT = """cpu  4705 150 1120 16250 520 0 25 0 0 0
+cpu0 2400 75 560 8100 260 0 12 0 0 0
+cpu1 2305 75 560 8150 260 0 13 0 0 0
+intr 114930548 113199788 3 0 5 263 0 0 0 0
+"""
+
+
+def test_idle_cpu_counts_idle_and_iowait_of_every_core() -> None:
+    # the bench tells a server held by its interpreter lock (idle cores beside it) from a full machine
+    harness = load("http_bench")
+    ticks = harness.os.sysconf("SC_CLK_TCK")
+    assert harness.idle_cpu_seconds(PROC_STAT) == pytest.approx((16250 + 520) / ticks)
+    assert harness.idle_cpu_seconds("intr 1 2 3\n") is None
+    assert harness.idle_cpu_seconds() is not None  # this machine's /proc/stat
+
+
+def test_a_threads_cpu_is_read_from_proc() -> None:
+    # the service's event loop is uvicorn's main thread: its CPU must be told from the writer's
+    harness = load("http_bench")
+    pid = harness.os.getpid()
+    main_before, process_before = harness.thread_cpu_seconds(pid), harness.cpu_seconds(pid)
+    spin_until = harness.time.thread_time() + 0.3
+    while harness.time.thread_time() < spin_until:
+        pass
+    assert harness.thread_cpu_seconds(pid) - main_before >= 0.2
+    assert harness.cpu_seconds(pid) - process_before >= 0.2
+
+
+def test_cpu_use_is_per_request_with_the_other_processes_and_the_idle_cores() -> None:
+    harness = load("http_bench")
+    before = (10.0, 6.0, {"worker": 3.0, "postgres": 1.0}, 100.0)
+    after = (11.5, 7.0, {"worker": 3.5, "postgres": 1.25}, 105.0)
+    used = harness.cpu_use(before, after, 10_000, 10.0)
+    assert used.server_us == pytest.approx(150.0)
+    assert used.loop_us == pytest.approx(100.0)
+    assert used.others_us == pytest.approx({"worker": 50.0, "postgres": 25.0})
+    assert used.idle_cores == pytest.approx(0.5)
+    assert harness.cpu_use(before, after, 0, 10.0) is None
+    assert harness.cpu_use(before[:3] + (None,), after, 10, 1.0).idle_cores == -1.0
+    bare, service = _run(20_000), _run(10_000)
+    bare.cpu = harness.CpuUse(60.0, 58.0, 0.1)
+    service.cpu = used
+    note = harness.cpu_note(bare, service)
+    assert "bare 60 µs, service 150 µs (event loop 100), worker 50 µs, postgres 25 µs" in note
+    assert "0.50 of" in note
+    assert harness.cpu_note(_run(1), _run(1)) == ""
