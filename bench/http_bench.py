@@ -214,11 +214,15 @@ class CpuUse:
     others_us: dict[str, float] = field(default_factory=dict)
 
 
-def thread_cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of one thread of a process: by default its main thread."""
-    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_ticks(stat_path: str) -> int:
+    """utime + stime of a /proc ``stat`` file (a process's or a thread's), in clock ticks."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread (uvicorn's event loop)."""
+    return _cpu_ticks(f"/proc/{pid}/task/{pid}/stat") / os.sysconf("SC_CLK_TCK")
 
 
 def idle_cpu_seconds(stat: str | None = None) -> float | None:
@@ -239,8 +243,7 @@ def cpu_seconds(pid: int) -> float:
     ticks = 0
     for current in _descendants(pid):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            ticks += _cpu_ticks(f"/proc/{current}/stat")
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
