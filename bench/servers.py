@@ -8,7 +8,12 @@ once, and then, for each round, runs every server in turn (the order alternates 
 round to round, so that neither always gets the quieter minute):
 
 - the bare app (``bench/bare.py``): bare GET and bare POST;
-- the service on a fresh copy of the seeded database: get, list (two filters), create.
+- the service on a fresh copy of the seeded database: get, list (two filters), create;
+- the service in the layout the README recommends for production, on another fresh copy:
+  ``TASKS_PROJECTIONS=off`` beside a ``tasks project`` worker that keeps the views, driven with
+  create ("create, views in a worker"). The create's ratio differs between the two layouts:
+  with the views in the API process a faster server has little to gain, and in the worker
+  layout the server's own work is a larger share of what the API does.
 
 Both servers run one worker with uvloop, log level warning and no access log:
 uvicorn as ``tasks serve`` starts it (``uvicorn.run``, http "auto" = httptools), granian
@@ -43,6 +48,7 @@ VENV_BIN = Path(sys.executable).parent
 SERVERS = ("uvicorn", "granian")
 BARE = (("bare GET", "/", "get.lua"), ("bare POST", "/agents/tasks", "create.lua"))
 SERVICE = (("get", "/", "get.lua"), ("list", "/", "list.lua"), ("create", "/agents/tasks", "create.lua"))
+WORKER = ((hb.WORKER_CREATE, "/agents/tasks", "create.lua"),)
 
 
 def command(server: str, which: str, port: int) -> list[str]:
@@ -56,15 +62,24 @@ def command(server: str, which: str, port: int) -> list[str]:
             "--port", str(port), "--log-level", "warning", target]
 
 
-def start(server: str, which: str, workdir: Path, golden: Path, key: str, tag: str) -> hb.Server:
+def start(server: str, which: str, workdir: Path, golden: Path, key: str, tag: str,
+          stack: contextlib.ExitStack) -> hb.Server:
+    """The bare app, the service, or (``worker``) the service with its views in a `tasks project`
+    worker beside it; ``stack`` stops whatever this starts."""
     env: dict[str, str] = {}
-    if which == "service":
+    if which != "bare":
         copy = workdir / f"db-{tag}"
         shutil.copytree(golden, copy)
         env = {"TASKS_DATABASE": f"sqlite:///{copy}/tasks.db", "TASKS_BOOTSTRAP_KEY": key}
+    if which == "worker":
+        env["TASKS_PROJECTIONS"] = "off"
+        worker = hb.Worker(workdir, "sqlite", env["TASKS_DATABASE"])
+        worker.spawn()
+        stack.callback(worker.stop)
     port = hb.free_port()
     process = hb.Server(f"{server} {which}", command(server, which, port), hb.server_env(env), port,
                         workdir / f"{tag}.log")
+    stack.callback(process.stop)
     return process.start("/agents/tasks/ready" if which == "bare" else "/healthz", timeout=120)
 
 
@@ -101,14 +116,14 @@ def summary(rows: list[dict[str, Any]]) -> str:
     head = ("scenario", "server", "requests/s", "p99", "CPU/request", "service/bare", "runs (requests/s)")
     lines = []
     medians: dict[tuple[str, str], float] = {}
-    for scenario, *_ in (*BARE, *SERVICE):
+    for scenario, *_ in (*BARE, *SERVICE, *WORKER):
         for server in SERVERS:
             runs = [r for r in rows if r["server"] == server and r["scenario"] == scenario]
             if not runs:
                 continue
             rps = statistics.median(r["rps"] for r in runs)
             medians[(server, scenario)] = rps
-            base = medians.get((server, "bare POST" if scenario == "create" else "bare GET"))
+            base = medians.get((server, "bare POST" if "create" in scenario else "bare GET"))
             ratio = f"{rps / base:.1%}" if base and not scenario.startswith("bare") else "—"
             lines.append((scenario, server, f"{rps:,.0f}", f"{statistics.median(r['p99'] for r in runs):.1f} ms",
                           f"{statistics.median(r['cpu_us'] for r in runs):,.0f} µs", ratio,
@@ -142,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{hb.machine()}, granian {version('granian')}")
         for n in range(args.rounds):
             for server in SERVERS if n % 2 == 0 else SERVERS[::-1]:
-                for which, scenarios in (("bare", BARE), ("service", SERVICE)):
-                    process = start(server, which, workdir, golden, key, f"{server}-{which}-{n}")
-                    try:
+                for which, scenarios in (("bare", BARE), ("service", SERVICE), ("worker", WORKER)):
+                    with contextlib.ExitStack() as running:
+                        process = start(server, which, workdir, golden, key, f"{server}-{which}-{n}", running)
                         for scenario, path, script in scenarios:
                             row = {"round": n, "server": server, "scenario": scenario,
                                    **measure(process, path, script, env, opts)}
@@ -153,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
                                   f"p99 {row['p99']:7.1f} ms  {row['cpu_us']:6,.0f} µs CPU/request  "
                                   f"load {row['load']}{'  FAILED: ' + '; '.join(row['failed']) if row['failed'] else ''}",
                                   flush=True)
-                    finally:
-                        process.stop()
     print(f"\ncommand: .venv/bin/python bench/servers.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(summary(rows))
     if args.json:
