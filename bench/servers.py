@@ -11,9 +11,9 @@ round to round, so that neither always gets the quieter minute):
 - the service on a fresh copy of the seeded database: get, list (two filters), create;
 - the service in the layout the README recommends for production, on another fresh copy:
   ``TASKS_PROJECTIONS=off`` beside a ``tasks project`` worker that keeps the views, driven with
-  create ("create, views in a worker"). The create's ratio differs between the two layouts:
-  with the views in the API process a faster server has little to gain, and in the worker
-  layout the server's own work is a larger share of what the API does.
+  create ("create, views in a worker"). The two layouts can rank the servers differently: in
+  the fourteenth session's runs granian did the inline create a little faster and the worker
+  layout's create slower (README, "What bounds the create").
 
 Both servers run one worker with uvloop, log level warning and no access log:
 uvicorn as ``tasks serve`` starts it (``uvicorn.run``, http "auto" = httptools), granian
