@@ -84,18 +84,12 @@ def start(server: str, which: str, workdir: Path, golden: Path, key: str, tag: s
 
 
 def measure(server: hb.Server, path: str, script: str, env: dict[str, str], opts: hb.Options) -> dict[str, Any]:
-    """One warm-up, then a measured wrk run with the server's CPU time around it."""
+    """One warm-up, then a measured wrk run with the server's CPU time around it (http_bench's)."""
     load = hb.loadavg()
-    server.settle()
-    hb.run_wrk(server.base + path, script, env, opts.warmup, opts)
-    server.settle()
-    assert server.process is not None
-    before = hb.cpu_seconds(server.process.pid)
-    result = hb.run_wrk(server.base + path, script, env, opts.duration, opts)
-    spent = hb.cpu_seconds(server.process.pid) - before
+    result = hb.measure(server, path, script, env, opts)
     return {"rps": result.requests_per_second, "p50": result.p50_ms, "p99": result.p99_ms,
-            "cpu_us": spent / max(1, result.requests) * 1e6, "load": load, "rss_mb": round(server.rss_mb(), 1),
-            "failed": hb.problems(result, opts.connections)}
+            "cpu_us": result.cpu.server_us if result.cpu is not None else 0.0, "load": load,
+            "rss_mb": round(server.rss_mb(), 1), "failed": hb.problems(result, opts.connections)}
 
 
 def prepare(workdir: Path, tasks: int, key: str) -> tuple[Path, Path]:
