@@ -149,7 +149,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestPipeline, metrics=metrics, rate=settings.rate_limit, burst=settings.rate_burst,
-                               dispatcher=Dispatcher(routes, EXCEPTION_HANDLERS))],
+                               dispatcher=Dispatcher(routes, EXCEPTION_HANDLERS),
+                               writes=frozenset((op.path, op.method) for op in ops if op.through_writer))],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

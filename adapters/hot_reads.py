@@ -45,6 +45,11 @@ class HotReads(Protocol):
     async def principal(self, secret: str) -> Principal | None:
         """Who an active key speaks for; None for an unknown or revoked key."""
 
+    def remembered(self, secret: str) -> Principal | None:
+        """Who a key spoke for when it was last read, without reading it now; None when that is
+        not known. A write sent with it has its key confirmed in the commit's own transaction
+        (domain/application.py ``Job.check_key``), and any other answer only after a read."""
+
     async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
         """The task's events after a version, oldest first, as stored: (version, topic, state).
         No event after the version of a cached copy means that copy is current."""
@@ -79,6 +84,9 @@ class SqliteReads(_Replay):
 
     async def close(self) -> None:
         return None
+
+    def remembered(self, secret: str) -> Principal | None:
+        return None  # principal() is as cheap, and as current, from its counter-checked memo
 
     async def principal(self, secret: str) -> Principal | None:
         """An active key's principal, kept while no key changed (adapters/changes.py) for at most
@@ -118,7 +126,7 @@ class PostgresReads(_Replay):
     opens them (and reconnects about every second while the database is away), and
     takes back a broken one, which it discards."""
 
-    changes = None  # the database may be shared by hosts: read every time
+    changes = None  # the database may be shared by hosts: read every time (but see remembered())
 
     def __init__(self, settings: Settings, app: TaskApplication) -> None:
         from psycopg import sql
@@ -147,6 +155,7 @@ class PostgresReads(_Replay):
         self._idle: list[Any] = []  # leased connections not in use, most recently used last
         self._leased = 0
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._remembered: dict[str, Principal] = {}  # digest → principal of an active key, as last read
 
     async def start(self) -> None:
         await self.pool.open()
@@ -163,7 +172,20 @@ class PostgresReads(_Replay):
     async def principal(self, secret: str) -> Principal | None:
         digest = hash_key(secret)
         row = await self._wait(self._wanted_keys, digest, self._look_up_keys)
-        return principal_of(row, digest)
+        found = principal_of(row, digest)
+        if found is None:
+            self._remembered.pop(digest, None)
+        else:
+            if len(self._remembered) >= KEPT_PRINCIPALS and digest not in self._remembered:
+                self._remembered.clear()
+            self._remembered[digest] = found
+        return found
+
+    def remembered(self, secret: str) -> Principal | None:
+        """A key's principal as last read. Nothing but a write may be answered on it: a key
+        is only ever revoked, never changed, so the commit's check that it is still active
+        (``TasksEventRecorder``'s checked append) is all a write needs."""
+        return self._remembered.get(hash_key(secret))
 
     async def task_events(self, task_id: UUID, after: int = 0) -> list[tuple[int, str, bytes]]:
         return await self._wait(self._wanted_events, (task_id, after), self._look_up_events)  # type: ignore[no-any-return]

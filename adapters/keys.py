@@ -33,6 +33,9 @@ INSERT = (
 )
 SELECT_BY_HASH = "SELECT key_id, key_hash, tenant, role, agent_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
 COUNT_ACTIVE = "SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL"
+# Which of some keys (by id) are active: a write's own transaction asks it of the keys it was
+# sent with when they were not read for the request (domain/application.py ACTIVE_KEYS).
+ACTIVE_AMONG = "SELECT key_id FROM api_keys WHERE revoked_at IS NULL AND key_id IN ({marks})"
 SELECT_ALL = "SELECT key_id, tenant, role, agent_id, label, created_at, revoked_at FROM api_keys"
 REVOKE = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
 

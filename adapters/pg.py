@@ -48,6 +48,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from domain.application import ACTIVE_KEYS
+from domain.errors import RevokedKeyError
+
 IDLE_PING = 1.0  # seconds a pooled connection may rest before it is pinged on its next use
 
 _used_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -102,6 +105,28 @@ END;
 $BODY$"""
 
 
+# The same append, in the same statement (and so the same transaction), once the keys the events
+# were sent with are found active: a write whose key was not read for its request (the API remembers
+# principals on PostgreSQL, domain/application.py ACTIVE_KEYS) is refused if the key was revoked
+# meanwhile, with SQLSTATE TK401 and the revoked keys' ids in the error's hint; nothing is saved.
+CREATE_CHECKED_APPEND = """
+CREATE OR REPLACE FUNCTION {schema}.{checked}(
+    ids {id_type}[], versions bigint[], topics text[], states bytea[], keys text[]) RETURNS SETOF bigint
+LANGUAGE plpgsql AS $BODY$
+DECLARE
+    revoked text;
+BEGIN
+    SELECT string_agg(k, ' ') INTO revoked FROM unnest(keys) AS k
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.api_keys a WHERE a.key_id = k AND a.revoked_at IS NULL);
+    IF revoked IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown or revoked key' USING ERRCODE = 'TK401', HINT = revoked;
+    END IF;
+    RETURN QUERY SELECT * FROM {schema}.{function}(ids, versions, topics, states);
+END;
+$BODY$"""
+REVOKED_KEY = "TK401"
+
+
 def append_lock_key(schema: str, table: str) -> int:
     """The advisory lock an events table's appends take turns on: this module's number in the
     high half, the table's name in the low half (a database may hold several event stores)."""
@@ -114,19 +139,24 @@ class TasksEventRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         function = f"{events_table_name}_append"
-        self.check_identifier_length(function)
+        checked = f"{events_table_name}_append_checked"
+        self.check_identifier_length(checked)
         names = {"schema": Identifier(datastore.schema), "table": Identifier(events_table_name),
-                 "function": Identifier(function), "channel": Identifier(self.channel_name),
-                 "id_type": SQL(datastore.originator_id_type)}
+                 "function": Identifier(function), "checked": Identifier(checked),
+                 "channel": Identifier(self.channel_name), "id_type": SQL(datastore.originator_id_type)}
         self.sql_create_statements.append(
             SQL(CREATE_APPEND).format(lock_timeout=SQL(str(int(datastore.lock_timeout))),
                                       lock_key=SQL(str(append_lock_key(datastore.schema, events_table_name))),
                                       **names))
+        self.sql_create_statements.append(SQL(CREATE_CHECKED_APPEND).format(**names))
         # Binary parameters: psycopg dumps a list element by element in Python, and in text a
         # bytea element is hex-encoded and then escaped for the array literal (~25 µs an event);
         # binary elements go as they are (~2 µs). The casts name the function's types.
         self.append_statement = SQL(
             "SELECT {schema}.{function}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) AS id"
+        ).format(**names)
+        self.checked_append_statement = SQL(
+            "SELECT {schema}.{checked}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %b::text[]) AS id"
         ).format(**names)
         self.appended_statement = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
@@ -147,13 +177,17 @@ class TasksEventRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
-        params = ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
-                  [e.topic for e in stored_events], [e.state for e in stored_events])
+        params: tuple[list[Any], ...] = (
+            [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events])
+        statement = self.append_statement
+        if keys := kwargs.get(ACTIVE_KEYS):
+            statement, params = self.checked_append_statement, (*params, sorted(keys))
         pool = self._writes()
         for attempt in (1, 2):
             try:
                 with pool.connection() as conn:
-                    rows = conn.execute(self.append_statement, params, prepare=True).fetchall()
+                    rows = conn.execute(statement, params, prepare=True).fetchall()
                 return [row[0] for row in rows]
             except PoolTimeout as error:  # the database is away: no second wait
                 raise translated(error) from error
@@ -172,6 +206,8 @@ class TasksEventRecorder(PostgresApplicationRecorder):
                     return positions
                 raise translated(error) from error
             except psycopg.Error as error:
+                if error.sqlstate == REVOKED_KEY:
+                    raise RevokedKeyError(frozenset((error.diag.message_hint or "").split())) from None
                 raise translated(error) from error
         raise AssertionError("unreachable")
 

@@ -45,6 +45,10 @@ from eventsourcing.sqlite import (
     SQLiteFactory as LibrarySQLiteFactory,
 )
 
+from adapters.keys import ACTIVE_AMONG
+from domain.application import ACTIVE_KEYS
+from domain.errors import RevokedKeyError
+
 STATEMENT_CACHE = 256  # prepared statements kept per connection (the reading connections keep as many)
 # The eventsourcing env key that sets the pool's connections' ``wal_autocheckpoint`` (pages; SQLite's
 # default is 1000). The API sets WAL_BACKSTOP_PAGES beside its WalCheckpointer: a backstop, not the way.
@@ -152,6 +156,10 @@ class BatchInsertRecorder(SQLiteApplicationRecorder):
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
+        if keys := kwargs.get(ACTIVE_KEYS):  # in this transaction: a key revoked meanwhile saves nothing
+            c.execute(ACTIVE_AMONG.format(marks=", ".join("?" * len(keys))), tuple(keys))
+            if revoked := keys - {row[0] for row in c.fetchall()}:
+                raise RevokedKeyError(frozenset(revoked))
         count = len(stored_events)
         if count < 2:
             return super()._insert_events(c, stored_events, **kwargs)

@@ -15,11 +15,15 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import EventStore, IntegrityError, Notification, Recording
 
 from domain import commands as c
-from domain.errors import ConcurrencyError, DomainError, TaskNotFoundError, VersionConflictError
+from domain.errors import ConcurrencyError, DomainError, RevokedKeyError, TaskNotFoundError, VersionConflictError
 from domain.ids import parse_id, public_id
 from domain.task import Actor, Task, TaskEvent
 
 MAX_ATTEMPTS = 12
+# The keyword a save passes its recorder: the keys (Actor.principal) that must still be active
+# when the events commit. The recorder checks them in the commit's own transaction and raises
+# RevokedKeyError, saving nothing, when any is not.
+ACTIVE_KEYS = "active_keys"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Job:
     command: c.Command | None = None
     expected_version: int | None = None
     only_agent: str | None = None
+    check_key: bool = False  # the actor's key was not read for this request: confirm it as the events commit
 
     def apply(self, task: Task) -> None:
         """Run the command on the task: unseen is not found, before any other answer."""
@@ -126,13 +131,14 @@ class TaskApplication(Application[UUID]):
     on_recorded: Callable[[], None] | None = None  # called after each commit of events (adapters wire it)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        if kwargs or not all(type(obj) is Task for obj in objs):
+        if not all(type(obj) is Task for obj in objs):
             recordings = super().save(*objs, **kwargs)
         else:
             # The library's save() tells aggregates from events with isinstance() against
             # runtime-checkable Protocols, ~25 µs an object on Python 3.11: half the CPU of
             # a create. Tasks are known aggregates, so collect their events directly.
             processing = ProcessingEvent[UUID]()
+            processing.saved_kwargs.update(kwargs)  # the recorder's: e.g. ACTIVE_KEYS
             for task in objs:
                 processing.events.extend(task.collect_events())
                 processing.aggregates[task.id] = task
@@ -151,9 +157,9 @@ class TaskApplication(Application[UUID]):
             self.on_recorded()
         return recordings
 
-    def create_task(self, command: c.CreateTask, by: Actor) -> Written:
+    def create_task(self, command: c.CreateTask, by: Actor, check_key: bool = False) -> Written:
         task = Task.create(command, by)
-        return Written(task, self._save(task))
+        return Written(task, self._save(task, _active(by, check_key)))
 
     def get_task(self, task_id: str, tenant: str, version: int | None = None) -> Task:
         """The task as it stands now (or at a version); another tenant's is not found."""
@@ -176,6 +182,7 @@ class TaskApplication(Application[UUID]):
         by: Actor,
         action: Callable[[Task], None],
         expected_version: int | None = None,
+        check_key: bool = False,
     ) -> Written:
         """Run one command on fresh state; a lost race is retried unless the
         caller pinned a version, in which case it is a version conflict."""
@@ -185,7 +192,7 @@ class TaskApplication(Application[UUID]):
                 raise VersionConflictError(expected_version, task.version)
             action(task)
             try:
-                return Written(task, self._save(task))
+                return Written(task, self._save(task, _active(by, check_key)))
             except IntegrityError:
                 if expected_version is not None:
                     current = self.get_task(task_id, by.tenant).version
@@ -206,6 +213,10 @@ class TaskApplication(Application[UUID]):
 
         ``on_saved`` is given the batch's committed events with their log positions,
         in log order, when they were saved together (not after a fall-back).
+
+        The keys of the jobs that ask (``Job.check_key``) are confirmed in the commit's own
+        transaction. If one was revoked meanwhile, nothing is saved: its jobs are refused
+        (RevokedKeyError) and the batch runs again without them.
         """
         cache = cache or AggregateCache(0)
         touched: dict[UUID, Task] = {}
@@ -234,8 +245,17 @@ class TaskApplication(Application[UUID]):
                 results.append((task, task.pending_events[before:]))
             except DomainError as error:
                 results.append(error)
+        keys = frozenset(job.by.principal for job, result in zip(jobs, results)
+                         if job.check_key and not isinstance(result, Exception))
         try:
-            recordings = self.save(*touched.values())
+            recordings = self.save(*touched.values(), **({ACTIVE_KEYS: keys} if keys else {}))
+        except RevokedKeyError as revoked:
+            # Nothing was saved and the cache holds only committed state (it hands out copies):
+            # the others run again on what is stored, their tasks read afresh or copied again.
+            others = [job for job in jobs if not (job.check_key and job.by.principal in revoked.keys)]
+            again = iter(self.run_batch(others, cache, on_saved) if others else [])
+            return [revoked if job.check_key and job.by.principal in revoked.keys else next(again)
+                    for job in jobs]
         except IntegrityError:
             for task_id in touched:
                 cache.evict(task_id)
@@ -275,16 +295,20 @@ class TaskApplication(Application[UUID]):
     def _run_alone(self, job: Job) -> Outcome:
         try:
             if job.create is not None:
-                return self.create_task(job.create, job.by)
+                return self.create_task(job.create, job.by, job.check_key)
             assert job.task_id is not None
             # No version for execute(): job.apply checks it on each fresh load, after visibility.
-            return self.execute(job.task_id, job.by, job.apply)
+            return self.execute(job.task_id, job.by, job.apply, check_key=job.check_key)
         except DomainError as error:
             return error
 
-    def _save(self, task: Task) -> int:
-        recordings = self.save(task)
+    def _save(self, task: Task, active_keys: frozenset[str] = frozenset()) -> int:
+        recordings = self.save(task, **({ACTIVE_KEYS: active_keys} if active_keys else {}))
         return recordings[-1].notification.id
+
+
+def _active(by: Actor, check_key: bool) -> frozenset[str]:
+    return frozenset((by.principal,)) if check_key else frozenset()
 
 
 def _position(saved: tuple[int, TaskEvent]) -> int:

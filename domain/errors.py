@@ -38,6 +38,15 @@ class VersionConflictError(DomainError):
         self.current = current
 
 
+class RevokedKeyError(DomainError):
+    """Raised when a command's key was revoked before its events could be committed: the
+    write's own transaction found the key no longer active, and nothing was saved."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        super().__init__("unknown or revoked key")
+        self.keys = keys
+
+
 class ConcurrencyError(DomainError):
     """Raised when a command kept losing races with other writers."""
 

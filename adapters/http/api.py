@@ -24,6 +24,7 @@ from adapters import read_models
 from adapters.http.errors import ApiError, request_id, validation_details
 from adapters.http.exports import csv_response, parse_query, wants_csv
 from adapters.http.limits import check_free_form, within_free_form_limits
+from adapters.http.middleware import UNCONFIRMED_KEY
 from adapters.keys import Principal
 from adapters.services import Services
 from domain import commands as c
@@ -61,6 +62,7 @@ class Operation:
     query: type | None = None
     tag: str = "tasks"
     roles: frozenset[str] = ADMIN
+    through_writer: bool = False  # its only effect is a job of the group-commit writer (pipeline.py)
 
 
 # --- request plumbing --------------------------------------------------------
@@ -190,6 +192,8 @@ async def run_job(request: Request, job: Job) -> Written:
     if isinstance(outcome, Exception):
         svc.metrics.command(command, type(outcome).__name__).inc()
         raise outcome
+    if job.check_key:  # its commit found the key active
+        del request.scope["state"][UNCONFIRMED_KEY]
     svc.metrics.command(command, "ok").inc()
     await svc.written_async(outcome.position)
     return outcome
@@ -198,9 +202,14 @@ async def run_job(request: Request, job: Job) -> Written:
 # --- endpoints -------------------------------------------------------------------
 
 
+def unconfirmed(request: Request) -> bool:
+    """Whether the request's key came from memory, so that its job must confirm it (Job.check_key)."""
+    return UNCONFIRMED_KEY in request.scope["state"]
+
+
 async def create_task(request: Request) -> Response:
     command = await read_body(request, c.CreateTask)
-    written = await run_job(request, Job(by=actor(request), create=command))
+    written = await run_job(request, Job(by=actor(request), create=command, check_key=unconfirmed(request)))
     data = p.created(written.task, base_url(request))
     headers = {**etag(written.task), "Location": data.tracking_url}
     return envelope(request, data, 201, written.position, headers)
@@ -300,7 +309,8 @@ def command_endpoint(command_type: type[Any]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         command = await read_body(request, command_type)
         job = Job(by=actor(request), task_id=request.path_params["task_id"], command=command,
-                  expected_version=expected_version(request), only_agent=principal(request).only_agent)
+                  expected_version=expected_version(request), only_agent=principal(request).only_agent,
+                  check_key=unconfirmed(request))
         written = await run_job(request, job)
         return envelope(request, p.task_view(written.task, base_url(request)), 200, written.position,
                         etag(written.task))
@@ -356,21 +366,21 @@ def operations() -> list[Operation]:
                   tag="service", roles=EVERYONE),
         Operation("GET", "/metrics", "metrics", "Prometheus metrics", metrics, str, tag="service", roles=EVERYONE),
         Operation("POST", base, "create_task", "Create a task", create_task, s.Envelope[s.CreatedTask], 201,
-                  body=c.CreateTask, roles=REQUESTERS),
+                  body=c.CreateTask, roles=REQUESTERS, through_writer=True),
         Operation("GET", base, "list_tasks", "List tasks with filters", list_tasks, s.Envelope[s.TaskPage],
                   query=ListTasksQuery, roles=READERS),
         Operation("GET", base + "/{task_id}", "get_task", "Get a task's status", get_task, s.Envelope[s.TaskView],
                   query=as_of.TaskAt, roles=TASK_READERS),
         Operation("PATCH", base + "/{task_id}", "update_task", "Update priority, deadline, context or notes",
                   command_endpoint(c.UpdateTask), s.Envelope[s.TaskView], body=c.UpdateTask,
-                  roles=REQUESTERS),
+                  roles=REQUESTERS, through_writer=True),
         Operation("GET", base + "/{task_id}/deliverables", "get_deliverables", "Deliverables of a completed task",
                   get_deliverables, s.Envelope[s.Deliverables], roles=TASK_READERS),
     ]
     for action, command_type, roles, summary in COMMANDS:
         ops.append(Operation("POST", f"{base}/{{task_id}}/{action}", action.replace("-", "_") + "_task", summary,
                              command_endpoint(command_type), s.Envelope[s.TaskView], body=command_type,
-                             roles=roles))
+                             roles=roles, through_writer=True))
     return ops
 
 

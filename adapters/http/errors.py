@@ -92,6 +92,9 @@ def _domain(request: Request, exc: Exception) -> Response:
             return error_response(request, 422, "validation_error", str(exc), {"field": field})
         case d.ConcurrencyError():
             return error_response(request, 409, "conflict", str(exc))
+        case d.RevokedKeyError():
+            return error_response(request, 401, "unauthorized", str(exc),
+                                  headers={"WWW-Authenticate": 'Bearer realm="tasks"'})
     return _unexpected(request, exc)
 
 

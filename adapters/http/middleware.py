@@ -10,6 +10,9 @@ from adapters.keys import Principal
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 GOOD_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The request's state holds the key's secret under this name while the key was taken from
+# memory (HotReads.remembered) and not yet confirmed, by a commit or by a read.
+UNCONFIRMED_KEY = "unconfirmed_key"
 
 
 class KeyUser(BaseUser):
