@@ -145,7 +145,11 @@ class SqlStore:
     def transaction(self, *, commit: bool) -> Iterator[Cursor]:
         joined = getattr(self._local, "together", None)
         if joined is not None:  # inside together(): part of the caller's one transaction
-            yield joined
+            if not self.dialect.is_postgres:
+                yield joined
+                return
+            with joined.connection.cursor() as cursor:  # see together()
+                yield cursor
             return
         with self.datastore.transaction(commit=commit) as cursor:
             if commit and self.relaxed and self.dialect.is_postgres:
@@ -159,7 +163,11 @@ class SqlStore:
 
         On PostgreSQL the transaction runs in psycopg's pipeline mode: a statement whose rows
         are not asked for (an insert, an upsert) is sent without waiting for its answer, so
-        the round trips are the reads (a position, rows to fold), not every statement."""
+        the round trips are the reads (a position, rows to fold), not every statement. Each
+        transaction opened inside gets a cursor of its own on the one connection: on a shared
+        cursor, a view's first read after the previous view's large ``executemany`` now and
+        then got that insert's result instead of its own ("the last operation didn't produce
+        records"), and the whole batch fell back to a transaction per view."""
         if not self.dialect.is_postgres:
             with self.transaction(commit=True) as cursor:
                 self._local.together = cursor

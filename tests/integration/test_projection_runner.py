@@ -17,6 +17,7 @@ from adapters.services import Services
 from adapters.sql import open_store
 from app import build_services
 from domain import commands as c
+from domain.application import Job
 from domain.task import Actor, TaskEvent, TaskUpdated
 from projections.rebuild import rebuild
 from projections.runner import FollowerGroup, ProjectionRunner
@@ -198,5 +199,31 @@ def test_a_view_that_fails_while_the_service_catches_up_at_start_stops_only_itse
         healed = True
         assert eventually(lambda: metrics.position == last.position)
         assert metrics.describe().status == "running"
+    finally:
+        restarted.close()
+
+
+def test_the_start_up_catch_up_applies_every_batch_to_the_views_together(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """Batches of the catch-up's full size (2,000 events), each applied to the three views in one
+    transaction. On PostgreSQL that transaction is one pipeline; views sharing its one cursor read
+    a stale result after a large executemany now and then ("the last operation didn't produce
+    records"), and the batch fell back to a transaction per view."""
+    services = build_services(replace(settings, projections="off"))  # events only: the views stay behind
+    by = Actor("key_test", "req_test")
+    try:
+        for n in range(12):
+            outcomes = services.app.run_batch(
+                [Job(by=by, create=c.CreateTask(task=f"task {n}.{i}", agent_id=f"agent-{i % 7}"))
+                 for i in range(1000)])
+        last = outcomes[-1].position  # type: ignore[union-attr]
+    finally:
+        services.close()
+
+    with caplog.at_level("WARNING", logger="projections.runner"):
+        restarted = build_services(settings)
+    try:
+        assert [r.position for r in restarted.projections] == [last] * len(restarted.projections)
+        assert [r.getMessage() for r in caplog.records] == []
     finally:
         restarted.close()
