@@ -261,6 +261,7 @@ class PostgresReads(_Replay):
                 await self._give_back(conn)
                 if attempt == 2:
                     raise translated(error) from error
+                await self._check_idle()  # the others may have broken with it: drop them before the second try
                 continue
             except BaseException as error:
                 await self._give_back(conn)
@@ -296,6 +297,15 @@ class PostgresReads(_Replay):
         finally:
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
+
+    async def _check_idle(self) -> None:
+        """Hand every idle leased connection back to the pool and have the pool test them all, so
+        that one broken by a restart of the database (unused since) is replaced, not leased next."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._leased -= 1
+            await self.pool.putconn(conn)
+        await self.pool.check()
 
     def _release(self, conn: Any) -> None:
         while self._waiting:

@@ -52,6 +52,10 @@ from domain.application import ACTIVE_KEYS
 from domain.errors import RevokedKeyError
 
 IDLE_PING = 1.0  # seconds a pooled connection may rest before it is pinged on its next use
+# Seconds a batch of events waits for a connection before its requests get 503. The writer is its
+# pool's only user, so it waits only while the database is away: then a write fails as fast as a
+# request's key read does (hot_reads.POOL_WAIT), which a write that takes its key from memory skips.
+WRITE_WAIT = 1.0
 
 _used_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
@@ -171,7 +175,8 @@ class TasksEventRecorder(PostgresApplicationRecorder):
                 if self._pool is None:
                     source = self.datastore.pool
                     kwargs = {k: v for k, v in (source.kwargs or {}).items() if k != "row_factory"}
-                    self._pool = quick_pool(kwargs, max_size=2, timeout=source.timeout, name="event-writes")
+                    self._pool = quick_pool(kwargs, max_size=2, timeout=min(source.timeout, WRITE_WAIT),
+                                            name="event-writes")
         return self._pool
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:

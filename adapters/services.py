@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 from adapters.config import Settings
 from adapters.http.idempotency import IdempotencyStore
 from adapters.keys import KeyStore
@@ -46,7 +48,12 @@ class Services:
         before its requests are answered (read-your-writes without a round trip through the log)."""
         stores = {id(runner.view.store) for runner in self.projections}
         if len(self.projections) > 1 and len(stores) == 1:  # one transaction for every view
-            if apply_together(self.projections, self.projections[0].view.store.together, batch):
+            try:
+                if apply_together(self.projections, self.projections[0].view.store.together, batch):
+                    return
+            except (OperationalError, InterfaceError):  # the database is away: the followers catch up later
+                for runner in self.projections:
+                    runner.poke()
                 return
         for runner in self.projections:
             runner.apply_written(batch)

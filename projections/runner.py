@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
 from domain.application import TaskApplication
 from domain.task import TaskEvent
@@ -277,10 +277,12 @@ def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], A
     (``together``: the views' store's together()): to each view, the part of the batch after
     its position. A view whose follower is behind the batch, or not running, is left to the
     follower (and woken). False, with nothing changed, when the batch has a gap or the
-    transaction failed: then each view tries on its own."""
+    transaction failed: then each view tries on its own. Raises the store's error, with nothing
+    changed, when the database is away (OperationalError, InterfaceError): each view alone would
+    only wait for a connection again, holding up the writer whose hook this is."""
     if not batch or not runners or not gapless(batch):
         return False
-    fed = _apply_parts(runners, together, batch, lambda position: unapplied(position, batch))
+    fed = _apply_parts(runners, together, batch, lambda position: unapplied(position, batch), away=True)
     if fed is None:
         return False
     now = time.monotonic()
@@ -295,10 +297,12 @@ def apply_together(runners: Sequence[ProjectionRunner], together: Callable[[], A
 
 def _apply_parts(runners: Sequence[ProjectionRunner], together: Callable[[], Any],
                  batch: Sequence[tuple[int, Any]],
-                 rest_of: Callable[[int], list[tuple[int, Any]] | None]) -> list[ProjectionRunner] | None:
+                 rest_of: Callable[[int], list[tuple[int, Any]] | None],
+                 away: bool = False) -> list[ProjectionRunner] | None:
     """Apply a batch in one transaction: to each running view, ``rest_of`` its position (the part
     of the batch it lacks; None or nothing: the view takes no part). The runners given a part, or
-    None, with nothing changed, when the transaction failed."""
+    None, with nothing changed, when the transaction failed (``away``: raises instead when the
+    database is away)."""
     last = batch[-1][0]
     with contextlib.ExitStack() as held:
         for runner in runners:  # always in the same order; a follower only ever holds its own
@@ -313,8 +317,10 @@ def _apply_parts(runners: Sequence[ProjectionRunner], together: Callable[[], Any
                 with together():
                     for runner, rest in parts:
                         runner.view.apply_batch(rest, Tracking(runner.view.name, last), after=runner._position)
-            except Exception:  # noqa: BLE001 - rolled back as one; each view tries on its own next
+            except Exception as error:  # noqa: BLE001 - rolled back as one; each view tries on its own next
                 log.warning("applying a batch to the views together failed", exc_info=True)
+                if away and isinstance(error, (OperationalError, InterfaceError)):
+                    raise
                 return None
         for runner, _ in parts:
             runner._moved_to(last)

@@ -6,7 +6,8 @@ the lifecycle commands), sent without an Idempotency-Key, may skip reading its k
 reads remember it (PostgreSQL: ``HotReads.remembered``). Its job then asks the commit to
 confirm the key in the same transaction (``Job.check_key``), and any answer the commit did not
 confirm — a refusal before the writer, a domain error — waits for a read of the key before it
-is sent, and becomes 401 if the key was revoked meanwhile. So a revoked key still gets nothing
+is sent, and becomes 401 if the key was revoked meanwhile (all but a 503, which says only that
+the database is away). So a revoked key still gets nothing
 but 401, and no write of it is saved, from the next request on.
 
 This replaces four stacked middlewares (request id, observability, Starlette's
@@ -86,7 +87,8 @@ class RequestPipeline:
             nonlocal replaced
             if replaced:
                 return  # the rest of the answer the refusal replaced
-            if message["type"] == "http.response.start" and UNCONFIRMED_KEY in state:
+            # 503 says only that the database is away: no key needed, and no read could confirm one
+            if message["type"] == "http.response.start" and UNCONFIRMED_KEY in state and message["status"] != 503:
                 _, refusal = await _read_key(scope, state["services"].reads, state.pop(UNCONFIRMED_KEY))
                 if refusal is not None:
                     replaced = True
