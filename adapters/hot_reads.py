@@ -261,7 +261,7 @@ class PostgresReads(_Replay):
                 await self._give_back(conn)
                 if attempt == 2:
                     raise translated(error) from error
-                await self._check_idle()  # the others may have broken with it: drop them before the second try
+                await self._check_idle()  # the others may have broken with it: drop them before retrying
                 continue
             except BaseException as error:
                 await self._give_back(conn)

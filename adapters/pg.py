@@ -160,8 +160,8 @@ class TasksEventRecorder(PostgresApplicationRecorder):
             "SELECT {schema}.{function}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) AS id"
         ).format(**names)
         self.checked_append_statement = SQL(
-            "SELECT {schema}.{checked}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %b::text[]) AS id"
-        ).format(**names)
+            "SELECT {schema}.{checked}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %b::text[])"
+            " AS id").format(**names)
         self.appended_statement = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state "
             "FROM {schema}.{table} e JOIN unnest(%s::{id_type}[], %s::bigint[]) AS k(id, version) "

@@ -15,7 +15,13 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import EventStore, IntegrityError, Notification, Recording
 
 from domain import commands as c
-from domain.errors import ConcurrencyError, DomainError, RevokedKeyError, TaskNotFoundError, VersionConflictError
+from domain.errors import (
+    ConcurrencyError,
+    DomainError,
+    RevokedKeyError,
+    TaskNotFoundError,
+    VersionConflictError,
+)
 from domain.ids import parse_id, public_id
 from domain.task import Actor, Task, TaskEvent
 

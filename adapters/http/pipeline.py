@@ -7,8 +7,8 @@ reads remember it (PostgreSQL: ``HotReads.remembered``). Its job then asks the c
 confirm the key in the same transaction (``Job.check_key``), and any answer the commit did not
 confirm — a refusal before the writer, a domain error — waits for a read of the key before it
 is sent, and becomes 401 if the key was revoked meanwhile (all but a 503, which says only that
-the database is away). So a revoked key still gets nothing
-but 401, and no write of it is saved, from the next request on.
+the database is away). So a revoked key still gets nothing but 401, and no write of it is
+saved, from the next request on.
 
 This replaces four stacked middlewares (request id, observability, Starlette's
 authentication, rate limit): one layer wraps ``send`` once, reads the headers once,
@@ -34,6 +34,7 @@ from adapters.http.dispatch import Dispatcher
 from adapters.http.errors import error_response
 from adapters.http.middleware import GOOD_REQUEST_ID, PUBLIC_PATHS, UNCONFIRMED_KEY, KeyUser
 from adapters.http.observability import Metrics, access_log, request_id_var
+from adapters.keys import Principal
 from adapters.http.ratelimit import TokenBucket
 
 _NO_AUTH = (AuthCredentials(), UnauthenticatedUser())
@@ -45,7 +46,8 @@ class RequestPipeline:
     or Starlette's router for what the dispatcher does not serve."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, rate: float = 0.0, burst: int = 0,
-                 dispatcher: Dispatcher | None = None, writes: frozenset[tuple[str, str]] = frozenset()) -> None:
+                 dispatcher: Dispatcher | None = None,
+                 writes: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self.dispatcher = dispatcher
         self.writes = writes  # (route path, method) of the writes that may take their key from memory
@@ -87,8 +89,9 @@ class RequestPipeline:
             nonlocal replaced
             if replaced:
                 return  # the rest of the answer the refusal replaced
+            starts = message["type"] == "http.response.start"
             # 503 says only that the database is away: no key needed, and no read could confirm one
-            if message["type"] == "http.response.start" and UNCONFIRMED_KEY in state and message["status"] != 503:
+            if starts and UNCONFIRMED_KEY in state and message["status"] != 503:
                 _, refusal = await _read_key(scope, state["services"].reads, state.pop(UNCONFIRMED_KEY))
                 if refusal is not None:
                     replaced = True
@@ -123,7 +126,8 @@ class RequestPipeline:
                                        "status": status, "durationMs": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
 
-    async def _admit(self, scope: Scope, state: dict[str, Any], authorization: bytes, deferrable: bool) -> Any:
+    async def _admit(self, scope: Scope, state: dict[str, Any], authorization: bytes,
+                     deferrable: bool) -> Any:
         """None to go on with the request, else the response that refuses it. ``deferrable``: the
         key may come from memory, unconfirmed (see the module)."""
         if scope["path"] in PUBLIC_PATHS:
@@ -156,15 +160,16 @@ class RequestPipeline:
         return None
 
 
-async def _read_key(scope: Scope, reads: Any, secret: str) -> tuple[Any, Any]:
+async def _read_key(scope: Scope, reads: Any, secret: str) -> tuple[Principal | None, Any]:
     """(the key's principal, read now, None), or (None, the response that refuses the request)."""
     try:
         principal = await reads.principal(secret)
     except PersistenceError as error:
-        return None, _refuse(scope, 503, "unavailable", f"the database is unavailable: {type(error).__name__}",
-                             headers={"Retry-After": "1"})
+        return None, _refuse(scope, 503, "unavailable",
+                             f"the database is unavailable: {type(error).__name__}", headers={"Retry-After": "1"})
     if principal is None:
-        return None, _refuse(scope, 401, "unauthorized", "unknown or revoked key", headers=_UNAUTHORIZED_HEADERS)
+        return None, _refuse(scope, 401, "unauthorized", "unknown or revoked key",
+                             headers=_UNAUTHORIZED_HEADERS)
     return principal, None
 
 

@@ -28,7 +28,8 @@ def refused(response: Any) -> bool:
             and {"code": error["code"], "message": error["message"]} == UNAUTHORIZED)
 
 
-def test_a_revoked_key_remembered_by_the_api_writes_nothing_and_gets_401(client: TestClient, backend: str) -> None:
+def test_a_revoked_key_remembered_by_the_api_writes_nothing_and_gets_401(client: TestClient,
+                                                                         backend: str) -> None:
     services = client.app_state["services"]  # type: ignore[attr-defined]
     key_id, headers = issued(client, "client")
     secret = headers["Authorization"].split()[1]
@@ -59,9 +60,10 @@ def test_an_answer_before_the_writer_to_a_revoked_remembered_key_is_401(client: 
     task_id = create(client)["taskId"]
     assert client.delete(f"/keys/{key_id}").status_code == 200
 
-    invalid = client.post("/agents/tasks", json={"priority": "urgent"}, headers=headers)  # 422 for a live key
-    not_its_role = client.post(f"/agents/tasks/{task_id}/start", json={}, headers=headers)  # 403 for a live key
-    missing = client.post("/agents/tasks/task_" + "0" * 32 + "/cancel", json={}, headers=headers)  # 404
+    # for a live key: 422, 403 and 404
+    invalid = client.post("/agents/tasks", json={"priority": "urgent"}, headers=headers)
+    not_its_role = client.post(f"/agents/tasks/{task_id}/start", json={}, headers=headers)
+    missing = client.post("/agents/tasks/task_" + "0" * 32 + "/cancel", json={}, headers=headers)
 
     assert refused(invalid) and refused(not_its_role) and refused(missing)
     assert "x-request-id" in invalid.headers
