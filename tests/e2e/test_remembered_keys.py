@@ -4,10 +4,13 @@ On SQLite the same requests read the key (its counter-checked memo), with the sa
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.testclient import TestClient
 
+from adapters.config import Settings
+from app import create_app
 from tests.conftest import KEY, create
 
 UNAUTHORIZED = {"code": "unauthorized", "message": "unknown or revoked key"}
@@ -85,3 +88,22 @@ def test_a_live_remembered_key_gets_the_usual_answers(client: TestClient) -> Non
     assert cancelled.status_code == 200 and cancelled.json()["data"]["status"] == "cancelled"
     admin = {"Authorization": f"Bearer {KEY}"}
     assert client.get(f"/agents/tasks/{made.json()['data']['taskId']}", headers=admin).status_code == 200
+
+
+def test_a_revoked_remembered_key_over_its_rate_or_with_an_idempotency_key_gets_401(
+        settings: Settings) -> None:
+    limited = dataclasses.replace(settings, rate_limit=0.01, rate_burst=2)  # two now, the next in 100 s
+    with TestClient(create_app(limited), headers={"Authorization": f"Bearer {KEY}"}) as client:
+        key_id, headers = issued(client, "client")
+        assert client.post("/agents/tasks", json={"task": "remember me"}, headers=headers).status_code == 201
+        assert client.post("/agents/tasks", json={"task": "and again"}, headers=headers).status_code == 201
+        assert client.post("/agents/tasks", json={"task": "over"}, headers=headers).status_code == 429
+        assert client.delete(f"/keys/{key_id}").status_code == 200
+        before = logged(client)
+
+        over_its_rate = client.post("/agents/tasks", json={"task": "over, revoked"}, headers=headers)
+        replayable = client.post("/agents/tasks", json={"task": "keyed"},
+                                 headers={**headers, "Idempotency-Key": "k-1"})
+
+        assert refused(over_its_rate) and refused(replayable)
+        assert logged(client) == before
