@@ -50,9 +50,12 @@ def test_an_outage_answers_503_and_loses_no_acknowledged_write(own_cluster: PgCl
         try:
             time.sleep(1.0)
             own_cluster.pg_ctl("stop")
-            # Longer than a request's wait for a connection (3 s): a shorter outage can end while
-            # every request in flight still waits, and then all of them rightly succeed (no 503).
-            time.sleep(4.0)
+            # Longer than the requests in flight can wait: a shorter outage can end while every one
+            # still waits, and then all of them rightly succeed (no 503). A create committed just
+            # before the stop waits up to ~1.5 s for its views' transaction to fail and then up to
+            # 2 s for its views (read-your-writes); the next create then waits up to 1 s for a
+            # connection before its 503 (adapters/pg.py WRITE_WAIT).
+            time.sleep(6.0)
             during = client.get("/readyz")
             own_cluster.pg_ctl("start")
             deadline = time.monotonic() + 30
