@@ -105,7 +105,7 @@ class RequestPipeline:
             found = self.dispatcher.find(scope) if self.dispatcher is not None else None
             deferrable = (not keyed and found is not None and (found[0].path, scope["method"]) in self.writes)
             refusal = await self._admit(scope, state, authorization, deferrable)
-            sender = send_confirmed if deferrable else send_with_id
+            sender = send_confirmed if UNCONFIRMED_KEY in state else send_with_id  # the key from memory
             if refusal is not None:
                 await refusal(scope, receive, sender)  # 429 to a key from memory: confirmed first
             elif found is not None:
