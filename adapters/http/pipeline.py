@@ -117,9 +117,7 @@ class RequestPipeline:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            counted, timed = self.metrics.request(route, method, status)
-            counted.inc()
-            timed.observe(elapsed)
+            self.metrics.request(route, method, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):  # building the record is the cost
                 access_log.info("%s %s %s", method, scope["path"], status,
                                 extra={"method": method, "path": scope["path"], "route": route,
