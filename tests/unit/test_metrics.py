@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.http.observability import LATENCY_BUCKETS, Metrics
+from adapters.http.observability import LATENCY_BUCKETS, MAX_LABEL_SETS, Metrics
 
 ROUTES = ("/agents/tasks", "/agents/tasks/{task_id}")
 
@@ -44,6 +44,20 @@ def test_requests_are_counted_by_status_and_timed_into_buckets() -> None:
     assert 'tasks_http_request_duration_seconds_count{method="POST",route="/agents/tasks"} 3.0' in text
     assert 'tasks_http_request_duration_seconds_sum{method="POST",route="/agents/tasks"} 7.005' in text
     assert 'tasks_commands_total{command="create",outcome="ok"} 2.0' in text
+
+
+def test_methods_beyond_the_bound_are_counted_under_one_label() -> None:
+    metrics = Metrics()
+    for n in range(MAX_LABEL_SETS + 10):  # e.g. a client inventing methods
+        metrics.request("unmatched", f"M{n}", 405, 0.001)
+    metrics.request("/agents/tasks", "GET", 200, 0.001)  # a new pair, past the bound too
+
+    text = metrics.exposition().decode()
+
+    assert len(metrics.requests) == MAX_LABEL_SETS + 2
+    assert 'tasks_http_requests_total{method="OTHER",route="unmatched",status="405"} 10.0' in text
+    assert 'tasks_http_requests_total{method="OTHER",route="/agents/tasks",status="200"} 1.0' in text
+    assert 'method="M0",route="unmatched",status="405"} 1.0' in text
 
 
 requests = st.lists(st.tuples(st.sampled_from(ROUTES), st.sampled_from(("GET", "POST")),
