@@ -20,6 +20,7 @@ access_log = logging.getLogger("tasks.access")
 
 MAX_LABEL_SETS = 4096  # (route, method) pairs counted apart
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # seconds
+_LE = [floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf"))]  # the buckets' "le" labels
 
 
 class Metrics:
@@ -77,12 +78,11 @@ class _Counts(Collector):
                                        labels=["route", "method", "status"])
         latency = HistogramMetricFamily("tasks_http_request_duration_seconds",
                                         "Time to answer an HTTP request", labels=["route", "method"])
-        bounds = [floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf"))]
         for (route, method), (statuses, timed) in list(metrics.requests.items()):
             for status, count in list(statuses.items()):
                 requests.add_metric([route, method, str(status)], count)
             cumulative = list(itertools.accumulate(timed[:-1]))
-            latency.add_metric([route, method], list(zip(bounds, cumulative)), timed[-1])
+            latency.add_metric([route, method], list(zip(_LE, cumulative)), timed[-1])
         yield requests
         yield latency
         commands = CounterMetricFamily("tasks_commands", "Commands run, by type and outcome",
